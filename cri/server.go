@@ -1,0 +1,54 @@
+// Package cri is Berth's CRI v1 gRPC layer: one file per RPC that validates
+// the request, translates it, and hands the work to sandbox/, image/ and
+// network/. Typed errors (containerd errdefs) become gRPC codes in one place
+// (errors.go); interceptors.go adds panic recovery and per-RPC logging.
+package cri
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/berth-runtime/berth/internal/config"
+	"github.com/berth-runtime/berth/network"
+	"google.golang.org/grpc"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Server implements the CRI RuntimeService and ImageService.
+//
+// The embedded Unimplemented servers only answer RPCs that a newer cri-api
+// adds before Berth knows them; every RPC of the current API is written out
+// in this package, if only to say which work will bring it.
+type Server struct {
+	runtimeapi.UnimplementedRuntimeServiceServer
+	runtimeapi.UnimplementedImageServiceServer
+
+	cfg      config.Config
+	log      *slog.Logger
+	podCIDRs *network.PodCIDRs
+}
+
+// New prepares the server's on-disk layout under the configured root and state.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	for _, dir := range []string{cfg.Root, cfg.State} {
+		// 0711: other users may traverse to what is shared with them (the
+		// socket) but not list what pods and images the node has.
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	return &Server{
+		cfg:      cfg,
+		log:      log,
+		podCIDRs: network.OpenPodCIDRs(ctx, filepath.Join(cfg.Root, "network", "pod-cidrs.json"), log),
+	}, nil
+}
+
+// Register adds both CRI services to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	runtimeapi.RegisterRuntimeServiceServer(g, s)
+	runtimeapi.RegisterImageServiceServer(g, s)
+}

@@ -1,0 +1,77 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/berth-runtime/berth/network"
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Condition reasons. kubelet shows them in the node's Ready condition.
+const (
+	reasonNetworkPluginNotReady = "NetworkPluginNotReady"
+	reasonRuntimeDirsUnusable   = "RuntimeDirsUnusable"
+)
+
+// Status reports whether the runtime and the pod network are ready, the
+// runtime handlers and their features, and with verbose the effective config.
+//
+// Handlers and features advertise only what works: kubelet and test suites
+// change behaviour on them, so a feature is false until its work lands.
+func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*runtimeapi.StatusResponse, error) {
+	resp := &runtimeapi.StatusResponse{
+		Status: &runtimeapi.RuntimeStatus{Conditions: []*runtimeapi.RuntimeCondition{
+			s.runtimeCondition(),
+			s.networkCondition(),
+		}},
+		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
+			Name:     "", // the default handler: RuntimeClass-less pods
+			Features: &runtimeapi.RuntimeHandlerFeatures{},
+		}},
+		Features: &runtimeapi.RuntimeFeatures{},
+	}
+	if req.GetVerbose() {
+		resp.Info = map[string]string{"config": s.cfg.JSON()}
+		if cidrs := s.podCIDRs.Get(); len(cidrs) > 0 {
+			resp.Info["podCIDRs"] = fmt.Sprint(cidrs)
+		}
+	}
+	return resp, nil
+}
+
+// runtimeCondition checks that the root and state directories are still
+// writable: without them nothing can be created or recorded.
+func (s *Server) runtimeCondition() *runtimeapi.RuntimeCondition {
+	for _, dir := range []string{s.cfg.Root, s.cfg.State} {
+		if err := unix.Access(dir, unix.W_OK|unix.X_OK); err != nil {
+			if _, statErr := os.Stat(dir); statErr != nil {
+				err = statErr
+			}
+			return &runtimeapi.RuntimeCondition{
+				Type:    runtimeapi.RuntimeReady,
+				Status:  false,
+				Reason:  reasonRuntimeDirsUnusable,
+				Message: fmt.Sprintf("berth cannot write to %s (%v): check the disk and the directory, then restart berth", dir, err),
+			}
+		}
+	}
+	return &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}
+}
+
+// networkCondition is ready once a usable CNI config exists; it is re-read on
+// every call (a directory listing and one small file) so that a CNI installed
+// after berth started is picked up, as kubelet expects.
+func (s *Server) networkCondition() *runtimeapi.RuntimeCondition {
+	if _, err := network.LoadPodNetwork(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs); err != nil {
+		return &runtimeapi.RuntimeCondition{
+			Type:    runtimeapi.NetworkReady,
+			Status:  false,
+			Reason:  reasonNetworkPluginNotReady,
+			Message: "Network plugin returns error: cni plugin not initialized: " + err.Error(),
+		}
+	}
+	return &runtimeapi.RuntimeCondition{Type: runtimeapi.NetworkReady, Status: true}
+}

@@ -1,0 +1,123 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Origins says where each key's value came from, so an invalid value is
+// reported against the flag or file an operator has to fix.
+type Origins struct {
+	// File is the config file that was read ("" when none was).
+	File string
+	// Flags maps a config key ("cni.conf_dir") to the flag that set it.
+	Flags map[string]string
+}
+
+func (o Origins) of(key string) string {
+	if flag, ok := o.Flags[key]; ok {
+		return "flag --" + flag
+	}
+	if o.File != "" {
+		return fmt.Sprintf("key %q in %s", key, o.File)
+	}
+	return fmt.Sprintf("key %q (built-in default)", key)
+}
+
+// Validate checks every value and reports all problems at once, each naming
+// the key (or flag) and the file it came from.
+func (c Config) Validate(o Origins) error {
+	var errs []error
+	bad := func(key, value, reason string) {
+		errs = append(errs, fmt.Errorf("%s: %q %s", o.of(key), value, reason))
+	}
+	if c.Version != CurrentVersion {
+		bad("version", strconv.Itoa(c.Version), fmt.Sprintf("is not a config format this berth reads (it reads version %d)", CurrentVersion))
+	}
+	if _, err := parseUnixURL(c.Listen); err != nil {
+		bad("listen", c.Listen, err.Error())
+	}
+	for key, dir := range map[string]string{
+		"root":                      c.Root,
+		"state":                     c.State,
+		"cni.conf_dir":              c.CNI.ConfDir,
+		"image.registry_config_dir": c.Image.RegistryConfigDir,
+	} {
+		if !filepath.IsAbs(dir) {
+			bad(key, dir, "must be an absolute path")
+		}
+	}
+	if c.Root != "" && filepath.Clean(c.Root) == filepath.Clean(c.State) {
+		bad("state", c.State, "must differ from root: root keeps data across reboots, state does not")
+	}
+	if len(c.CNI.BinDirs) == 0 {
+		bad("cni.bin_dirs", "", "must name at least one directory with CNI plugin binaries")
+	}
+	for _, dir := range c.CNI.BinDirs {
+		if !filepath.IsAbs(dir) {
+			bad("cni.bin_dirs", dir, "must be an absolute path")
+		}
+	}
+	switch c.CgroupDriver {
+	case CgroupDriverCgroupfs, CgroupDriverSystemd:
+	default:
+		bad("cgroup_driver", c.CgroupDriver, `is not a cgroup driver: use "cgroupfs" or "systemd" (the same as kubelet's cgroupDriver)`)
+	}
+	if d := c.ShutdownTimeout.Std(); d <= 0 {
+		bad("shutdown_timeout", d.String(), "must be positive")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", c.Log.Level, `is not a log level: use "debug", "info", "warn" or "error"`)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", c.Log.Format, `is not a log format: use "text" or "json"`)
+	}
+	if err := checkHostPort(c.Streaming.Address); err != nil {
+		bad("streaming.address", c.Streaming.Address, err.Error())
+	}
+	return errors.Join(errs...)
+}
+
+// parseUnixURL returns the socket path of a unix:// URL.
+func parseUnixURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "unix" {
+		return "", errors.New(`must be a unix socket URL such as "unix:///run/berth/berth.sock"`)
+	}
+	path := u.Path
+	if u.Host != "" { // unix://run/berth.sock: the first element parsed as a host
+		return "", errors.New(`must be a unix URL with an absolute path: three slashes, as in "unix:///run/berth/berth.sock"`)
+	}
+	if !filepath.IsAbs(path) {
+		return "", errors.New("must name an absolute socket path")
+	}
+	// sun_path holds 108 bytes including the terminating NUL.
+	if len(path) > 107 {
+		return "", fmt.Errorf("names a socket path of %d bytes; unix sockets allow at most 107", len(path))
+	}
+	return filepath.Clean(path), nil
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return errors.New(`must be host:port, such as "127.0.0.1:0" or "[::1]:10010"`)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return errors.New("has an invalid host")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return errors.New("has an invalid port: use 0 to 65535 (0 picks a free port)")
+	}
+	return nil
+}
