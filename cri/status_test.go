@@ -1,0 +1,123 @@
+package cri_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/berth-runtime/berth/internal/config"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+func condition(t *testing.T, resp *runtimeapi.StatusResponse, typ string) *runtimeapi.RuntimeCondition {
+	t.Helper()
+	for _, c := range resp.GetStatus().GetConditions() {
+		if c.Type == typ {
+			return c
+		}
+	}
+	t.Fatalf("no %s condition in %v", typ, resp.GetStatus())
+	return nil
+}
+
+func TestStatusNetworkNotReadyWithoutCNIConfig(t *testing.T) {
+	s := startServer(t, testConfig(t), nil)
+	resp, err := s.rt.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := condition(t, resp, runtimeapi.RuntimeReady); !c.Status {
+		t.Fatalf("runtime not ready: %+v", c)
+	}
+	net := condition(t, resp, runtimeapi.NetworkReady)
+	if net.Status || net.Reason != "NetworkPluginNotReady" || !strings.Contains(net.Message, s.cfg.CNI.ConfDir) {
+		t.Fatalf("want NetworkReady=false NetworkPluginNotReady naming %s, got %+v", s.cfg.CNI.ConfDir, net)
+	}
+	if resp.Info != nil {
+		t.Fatalf("non-verbose Status returned info %v", resp.Info)
+	}
+}
+
+func TestStatusNetworkReadyOnceCNIConfigAppears(t *testing.T) {
+	s := startServer(t, testConfig(t), nil)
+	ctx := context.Background()
+	// The config arrives after the daemon started, as when a CNI daemonset installs it.
+	for _, dir := range []string{s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs[0]} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conf := `{"cniVersion":"1.0.0","name":"pods","plugins":[{"type":"bridge"}]}`
+	if err := os.WriteFile(filepath.Join(s.cfg.CNI.ConfDir, "10-pods.conflist"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.rt.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := condition(t, resp, runtimeapi.NetworkReady); c.Status || !strings.Contains(c.Message, `"bridge"`) {
+		t.Fatalf("config with a missing plugin must not be ready, and say which plugin: %+v", c)
+	}
+	if err := os.WriteFile(filepath.Join(s.cfg.CNI.BinDirs[0], "bridge"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.rt.Status(ctx, &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := condition(t, resp, runtimeapi.NetworkReady); !c.Status {
+		t.Fatalf("network not ready with a usable config: %+v", c)
+	}
+}
+
+func TestStatusRuntimeNotReadyWhenStateDirGone(t *testing.T) {
+	s := startServer(t, testConfig(t), nil)
+	if err := os.RemoveAll(s.cfg.State); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := s.rt.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := condition(t, resp, runtimeapi.RuntimeReady); c.Status || !strings.Contains(c.Message, s.cfg.State) {
+		t.Fatalf("want RuntimeReady=false naming %s, got %+v", s.cfg.State, c)
+	}
+}
+
+func TestStatusVerboseReturnsEffectiveConfig(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.CgroupDriver = config.CgroupDriverSystemd
+	s := startServer(t, cfg, nil)
+	resp, err := s.rt.Status(context.Background(), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got config.Config
+	if err := json.Unmarshal([]byte(resp.Info["config"]), &got); err != nil {
+		t.Fatalf("info[config] is not the config as JSON: %v: %q", err, resp.Info["config"])
+	}
+	if got.JSON() != cfg.JSON() {
+		t.Fatalf("verbose config differs:\n got %s\nwant %s", got.JSON(), cfg.JSON())
+	}
+}
+
+func TestStatusAdvertisesNoUnbuiltFeatures(t *testing.T) {
+	s := startServer(t, testConfig(t), nil)
+	resp, err := s.rt.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.RuntimeHandlers) != 1 || resp.RuntimeHandlers[0].Name != "" {
+		t.Fatalf("want only the default handler, got %v", resp.RuntimeHandlers)
+	}
+	f := resp.RuntimeHandlers[0].Features
+	if f.GetRecursiveReadOnlyMounts() || f.GetUserNamespaces() {
+		t.Fatalf("handler advertises features that are not built: %v", f)
+	}
+	if rf := resp.Features; rf.GetSupplementalGroupsPolicy() || rf.GetUserNamespacesHostNetwork() || rf.GetMountOptions() {
+		t.Fatalf("runtime advertises features that are not built: %v", rf)
+	}
+}
