@@ -1,0 +1,314 @@
+package framework
+
+import (
+	"crypto/subtle"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// RegistryRealm is the realm of the Basic challenge of an auth registry.
+const RegistryRealm = "berth-test"
+
+// RegistryOptions configures StartRegistry.
+type RegistryOptions struct {
+	// Username and Password, when Username is set, make every request
+	// (including the /v2/ ping) require HTTP basic auth; otherwise the
+	// registry answers 401 with WWW-Authenticate: Basic realm="berth-test".
+	Username, Password string
+	// BytesPerSecond, when > 0, throttles blob downloads (GET
+	// /v2/<name>/blobs/<digest>) to about this rate.
+	BytesPerSecond int64
+	// Verbose logs every registry request through t.Log.
+	Verbose bool
+}
+
+// Registry is an in-process OCI distribution registry (plain HTTP on
+// 127.0.0.1) backed by memory. It is shut down by t.Cleanup.
+type Registry struct {
+	// Host is "127.0.0.1:port", usable as the registry part of a reference.
+	Host string
+	// URL is "http://127.0.0.1:port".
+	URL string
+
+	opts    RegistryOptions
+	closing chan struct{} // closed when the test is cleaning up
+	paced   sync.WaitGroup
+
+	mu           sync.Mutex
+	blobGets     map[string]int
+	manifestGets map[string]int
+}
+
+// StartRegistry starts a registry on a random port of 127.0.0.1.
+func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
+	t.Helper()
+	r := &Registry{
+		opts:         opts,
+		closing:      make(chan struct{}),
+		blobGets:     map[string]int{},
+		manifestGets: map[string]int{},
+	}
+	logw := &testLogWriter{t: t, enabled: opts.Verbose}
+	inner := registry.New(registry.Logger(log.New(logw, "registry: ", 0)))
+
+	// httptest listens on 127.0.0.1 with a random port.
+	srv := httptest.NewUnstartedServer(r.handler(inner))
+	srv.Config.ErrorLog = log.New(logw, "registry http: ", 0)
+	srv.Start()
+	r.URL = srv.URL
+	r.Host = srv.Listener.Addr().String()
+	t.Cleanup(func() {
+		close(r.closing) // unblock throttled downloads
+		srv.Close()
+		logw.stop()
+	})
+	return r
+}
+
+// Auth is the authenticator to use with remote.WithAuth for this registry
+// (authn.Anonymous when no credentials are configured).
+func (r *Registry) Auth() authn.Authenticator {
+	if r.opts.Username == "" {
+		return authn.Anonymous
+	}
+	return &authn.Basic{Username: r.opts.Username, Password: r.opts.Password}
+}
+
+// Ref returns the full reference for repoAndTag ("test/busybox:1.0" ->
+// "127.0.0.1:port/test/busybox:1.0").
+func (r *Registry) Ref(repoAndTag string) string {
+	return r.Host + "/" + strings.TrimPrefix(repoAndTag, "/")
+}
+
+// Push uploads img as repoAndTag (e.g. "test/busybox:1.0", or a
+// "repo@sha256:..." reference) and returns the full reference and the
+// manifest digest.
+func (r *Registry) Push(t testing.TB, repoAndTag string, img v1.Image) (ref, digest string) {
+	t.Helper()
+	ref = r.Ref(repoAndTag)
+	nref, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatalf("Push %s: %v", ref, err)
+	}
+	if err := remote.Write(nref, img, remote.WithAuth(r.Auth()), remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("Push %s: %v", ref, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatalf("Push %s: digest: %v", ref, err)
+	}
+	return ref, d.String()
+}
+
+// PushIndex uploads idx and all its images as repoAndTag and returns the
+// full reference and the index digest.
+func (r *Registry) PushIndex(t testing.TB, repoAndTag string, idx v1.ImageIndex) (ref, digest string) {
+	t.Helper()
+	ref = r.Ref(repoAndTag)
+	nref, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatalf("PushIndex %s: %v", ref, err)
+	}
+	if err := remote.WriteIndex(nref, idx, remote.WithAuth(r.Auth()), remote.WithContext(t.Context())); err != nil {
+		t.Fatalf("PushIndex %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatalf("PushIndex %s: digest: %v", ref, err)
+	}
+	return ref, d.String()
+}
+
+// BlobFetches returns how many authorized GET requests for the blob with
+// the given digest ("sha256:...") the registry has received, in any
+// repository. HEAD requests and uploads are not counted.
+func (r *Registry) BlobFetches(digest string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.blobGets[digest]
+}
+
+// ManifestFetches returns how many authorized GET requests for the
+// manifest reference (a tag or a digest) the registry has received, in any
+// repository.
+func (r *Registry) ManifestFetches(reference string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.manifestGets[reference]
+}
+
+// classify splits /v2/<name>/{blobs,manifests}/<ref> requests.
+func classify(p string) (kind, ref string) {
+	rest, ok := strings.CutPrefix(p, "/v2/")
+	if !ok {
+		return "", ""
+	}
+	elems := strings.Split(rest, "/")
+	if len(elems) < 3 {
+		return "", ""
+	}
+	kind, ref = elems[len(elems)-2], elems[len(elems)-1]
+	switch {
+	case kind == "blobs" && strings.Contains(ref, ":"):
+		return kind, ref
+	case kind == "manifests" && ref != "":
+		return kind, ref
+	}
+	return "", ""
+}
+
+func (r *Registry) handler(inner http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !r.authorized(req) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+RegistryRealm+`"`)
+			w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`+"\n")
+			return
+		}
+		kind, ref := "", ""
+		if req.Method == http.MethodGet {
+			kind, ref = classify(req.URL.Path)
+		}
+		switch kind {
+		case "blobs":
+			r.mu.Lock()
+			r.blobGets[ref]++
+			r.mu.Unlock()
+			if r.opts.BytesPerSecond > 0 {
+				r.paced.Add(1)
+				defer r.paced.Done()
+				pw := &pacedWriter{
+					ResponseWriter: w,
+					req:            req,
+					closing:        r.closing,
+					bps:            r.opts.BytesPerSecond,
+				}
+				inner.ServeHTTP(pw, req)
+				return
+			}
+		case "manifests":
+			r.mu.Lock()
+			r.manifestGets[ref]++
+			r.mu.Unlock()
+		}
+		inner.ServeHTTP(w, req)
+	})
+}
+
+func (r *Registry) authorized(req *http.Request) bool {
+	if r.opts.Username == "" {
+		return true
+	}
+	u, p, ok := req.BasicAuth()
+	if !ok {
+		return false
+	}
+	uok := subtle.ConstantTimeCompare([]byte(u), []byte(r.opts.Username)) == 1
+	pok := subtle.ConstantTimeCompare([]byte(p), []byte(r.opts.Password)) == 1
+	return uok && pok
+}
+
+// errStopped is returned by a pacedWriter whose client went away or whose
+// registry is shutting down.
+type errStopped struct{ cause error }
+
+func (e errStopped) Error() string { return "throttled write stopped: " + e.cause.Error() }
+
+// pacedWriter writes at about bps bytes per second, in small flushed
+// chunks, giving up as soon as the request context is done or the
+// registry shuts down.
+type pacedWriter struct {
+	http.ResponseWriter
+	req     *http.Request
+	closing <-chan struct{}
+	bps     int64
+
+	start   time.Time
+	written int64
+}
+
+// chunkSize is about 1/20 s worth of data.
+func (p *pacedWriter) chunkSize() int {
+	return int(max(1, min(p.bps/20, 64<<10)))
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	if p.start.IsZero() {
+		p.start = time.Now()
+	}
+	total := 0
+	for len(b) > 0 {
+		due := p.start.Add(time.Duration(float64(p.written) / float64(p.bps) * float64(time.Second)))
+		if wait := time.Until(due); wait > 0 {
+			timer := time.NewTimer(wait)
+			select {
+			case <-timer.C:
+			case <-p.req.Context().Done():
+				timer.Stop()
+				return total, errStopped{p.req.Context().Err()}
+			case <-p.closing:
+				timer.Stop()
+				return total, errStopped{http.ErrServerClosed}
+			}
+		} else if err := p.req.Context().Err(); err != nil {
+			return total, errStopped{err}
+		}
+		n := min(len(b), p.chunkSize())
+		m, err := p.ResponseWriter.Write(b[:n])
+		total += m
+		p.written += int64(m)
+		if err != nil {
+			return total, err
+		}
+		if f, ok := p.ResponseWriter.(http.Flusher); ok {
+			f.Flush()
+		}
+		b = b[n:]
+	}
+	return total, nil
+}
+
+func (p *pacedWriter) Flush() {
+	if f, ok := p.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (p *pacedWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// testLogWriter forwards registry logs to t.Log while the test runs.
+type testLogWriter struct {
+	t       testing.TB
+	mu      sync.Mutex
+	enabled bool
+}
+
+func (w *testLogWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.enabled {
+		w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	}
+	return len(b), nil
+}
+
+func (w *testLogWriter) stop() {
+	w.mu.Lock()
+	w.enabled = false
+	w.mu.Unlock()
+}
