@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -63,6 +65,29 @@ func TestStatusNetworkNotReadyWithoutCNIConfig(t *testing.T) {
 	for _, c := range resp.GetStatus().GetConditions() {
 		if c.Type == runtimeapi.NetworkReady && (c.Status || c.Reason != "NetworkPluginNotReady") {
 			t.Fatalf("empty CNI conf dir %s: want NetworkReady=false reason NetworkPluginNotReady, got %+v", d.CNIConfDir, c)
+		}
+	}
+}
+
+// With the shipped default network and the real plugins, the network is ready.
+func TestStatusNetworkReadyWithDefaultCNIConfig(t *testing.T) {
+	tg := framework.NewTarget(t)
+	tg.RequireOwnBerth(t)
+	d := framework.StartDaemon(t, framework.DaemonOptions{CNIBinDir: framework.CNIPlugins(t)})
+	conflist, err := os.ReadFile("../contrib/cni/10-berth-bridge.conflist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(d.CNIConfDir, "10-berth-bridge.conflist"), conflist, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := d.Runtime.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range resp.GetStatus().GetConditions() {
+		if c.Type == runtimeapi.NetworkReady && !c.Status {
+			t.Fatalf("default network with real plugins not ready: %+v", c)
 		}
 	}
 }

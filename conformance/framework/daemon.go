@@ -100,6 +100,8 @@ type DaemonOptions struct {
 	Socket string
 	// Root and State override the directories (default: under t.TempDir()).
 	Root, State string
+	// CNIBinDir overrides the CNI plugin directory (default: an empty one).
+	CNIBinDir string
 }
 
 // Daemon is a berth process started for a test, with its own socket, root,
@@ -155,10 +157,13 @@ func LaunchDaemon(t testing.TB, opts DaemonOptions) (*Daemon, error) {
 	if d.State == "" {
 		d.State = filepath.Join(dir, "state")
 	}
+	if opts.CNIBinDir != "" {
+		d.CNIBinDir = opts.CNIBinDir
+	}
 	if d.Socket == "" {
 		d.Socket = filepath.Join(ShortTempDir(t), "berth.sock")
 	}
-	for _, p := range []string{d.CNIConfDir, d.CNIBinDir, d.RegistryConfigDir} {
+	for _, p := range []string{d.CNIConfDir, filepath.Join(dir, "cni-bin"), d.RegistryConfigDir} {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, err
 		}

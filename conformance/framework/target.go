@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
@@ -68,4 +69,25 @@ func RequireRoot(t testing.TB) {
 		t.Fatal("this test needs root and BERTH_INTEGRATION=1 is set: run the tests as root")
 	}
 	t.Skip("needs root (set BERTH_INTEGRATION=1 to make this a failure)")
+}
+
+// CNIPluginsEnv names the directory with the CNI plugins that `make
+// cni-plugins` builds; `make test` sets it.
+const CNIPluginsEnv = "BERTH_CNI_PLUGINS"
+
+// CNIPlugins returns the directory of built CNI plugins, or skips the test
+// when there is none (fails under BERTH_INTEGRATION=1, where it must exist).
+func CNIPlugins(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv(CNIPluginsEnv)
+	if dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "bridge")); err == nil {
+			return dir
+		}
+	}
+	if os.Getenv("BERTH_INTEGRATION") == "1" {
+		t.Fatalf("no CNI plugins in %s=%q: run `make cni-plugins`", CNIPluginsEnv, dir)
+	}
+	t.Skipf("no CNI plugins: set %s to the output of `make cni-plugins`", CNIPluginsEnv)
+	return ""
 }

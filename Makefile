@@ -1,0 +1,81 @@
+# Berth build, install and test. `make run` and `make test` are the two
+# commands README.md promises on a fresh Debian machine with Go installed.
+
+GO        ?= go
+PREFIX    ?= /usr/local
+CNI_BIN   ?= /opt/cni/bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+TAGS      := seccomp
+LDFLAGS   := -X github.com/berth-runtime/berth/internal/version.Version=$(VERSION)
+CNI_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/containernetworking/plugins 2>/dev/null)
+CNI_PLUGINS := main/bridge ipam/host-local main/loopback meta/portmap meta/bandwidth meta/firewall meta/tuning
+# Debian packages the build and the tests need.
+APT_PACKAGES := gcc make git pkg-config libseccomp-dev busybox-static iptables iproute2
+
+export CGO_ENABLED := 1
+
+.PHONY: all build cni-plugins install deps run test fmt-check vet unit bench clean
+
+all: build cni-plugins
+
+## build: bin/berth (cgo, seccomp)
+build:
+	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
+
+## cni-plugins: the CNI plugins berth's default config uses, into bin/cni
+cni-plugins:
+	@mkdir -p bin/cni
+	@for p in $(CNI_PLUGINS); do \
+		echo "CNI plugin $$(basename $$p) $(CNI_VERSION)"; \
+		CGO_ENABLED=0 $(GO) build -o bin/cni/$$(basename $$p) \
+			-ldflags '-X github.com/containernetworking/plugins/pkg/utils/buildversion.BuildVersion=$(CNI_VERSION)' \
+			github.com/containernetworking/plugins/plugins/$$p || exit 1; \
+	done
+
+## install: berth, CNI plugins; default config and CNI network only where none exist
+install: build cni-plugins
+	install -D -m 0755 bin/berth $(DESTDIR)$(PREFIX)/bin/berth
+	install -d -m 0755 $(DESTDIR)$(CNI_BIN)
+	install -m 0755 bin/cni/* $(DESTDIR)$(CNI_BIN)/
+	@if [ ! -e $(DESTDIR)/etc/berth/berth.toml ]; then \
+		install -D -m 0644 contrib/berth.toml $(DESTDIR)/etc/berth/berth.toml; \
+		echo "installed /etc/berth/berth.toml"; \
+	else echo "kept existing /etc/berth/berth.toml"; fi
+	@install -d -m 0755 $(DESTDIR)/etc/cni/net.d
+	@if ls $(DESTDIR)/etc/cni/net.d/*.conf $(DESTDIR)/etc/cni/net.d/*.conflist $(DESTDIR)/etc/cni/net.d/*.json >/dev/null 2>&1; then \
+		echo "kept existing CNI config in /etc/cni/net.d"; \
+	else \
+		install -m 0644 contrib/cni/10-berth-bridge.conflist $(DESTDIR)/etc/cni/net.d/; \
+		echo "installed /etc/cni/net.d/10-berth-bridge.conflist"; \
+	fi
+
+## deps: Debian packages for building and testing (needs root)
+deps:
+	@if dpkg -s $(APT_PACKAGES) >/dev/null 2>&1; then echo "apt packages present"; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); fi
+	$(GO) mod download
+
+## run: set everything up and start berth in the foreground on the default socket
+run: deps install
+	exec $(PREFIX)/bin/berth
+
+fmt-check:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) vet -tags '$(TAGS) berth_testhooks' ./...
+
+## test: gofmt, go vet, and every test (unit, integration, conformance) with -race, as root
+test: fmt-check vet cni-plugins
+	@if [ "$$(id -u)" != 0 ]; then echo "make test runs real containers: run it as root"; exit 1; fi
+	BERTH_INTEGRATION=1 BERTH_RACE=1 BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni \
+		$(GO) test -race -tags '$(TAGS)' -timeout 25m -count=1 ./...
+
+## bench: benchmarks (speed and memory live here, never in timed test assertions)
+bench:
+	$(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf bin
