@@ -185,3 +185,35 @@ func TestTOMLRoundTrip(t *testing.T) {
 		t.Fatalf("round trip changed the config:\n%s\n%s", cfg.JSON(), back.JSON())
 	}
 }
+
+// The shipped default file must load and say exactly what the defaults say.
+func TestContribConfigIsTheDefault(t *testing.T) {
+	cfg, err := Load("../../contrib/berth.toml", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.JSON() != Default().JSON() {
+		t.Fatalf("contrib/berth.toml differs from the defaults:\n%s\n%s", cfg.JSON(), Default().JSON())
+	}
+}
+
+// Every key berth reads is documented in docs/config.md.
+func TestEveryKeyIsDocumented(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := Default().TOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		key, _, ok := strings.Cut(strings.TrimSpace(line), " = ")
+		if !ok {
+			continue
+		}
+		if !strings.Contains(string(doc), "| `"+key+"` |") {
+			t.Errorf("config key %q is not documented in docs/config.md", key)
+		}
+	}
+}
