@@ -6,9 +6,7 @@ package cri
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 
 	"github.com/berth-runtime/berth/internal/config"
@@ -31,15 +29,9 @@ type Server struct {
 	podCIDRs *network.PodCIDRs
 }
 
-// New prepares the server's on-disk layout under the configured root and state.
+// New loads the server's state from the configured root and state
+// directories, which the caller has created and locked.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
-	for _, dir := range []string{cfg.Root, cfg.State} {
-		// 0711: other users may traverse to what is shared with them (the
-		// socket) but not list what pods and images the node has.
-		if err := os.MkdirAll(dir, 0o711); err != nil {
-			return nil, fmt.Errorf("create %s: %w", dir, err)
-		}
-	}
 	return &Server{
 		cfg:      cfg,
 		log:      log,

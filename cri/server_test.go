@@ -5,6 +5,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -52,6 +53,11 @@ func testConfig(t *testing.T) config.Config {
 	cfg.State = filepath.Join(dir, "state")
 	cfg.CNI.ConfDir = filepath.Join(dir, "net.d")
 	cfg.CNI.BinDirs = []string{filepath.Join(dir, "cni-bin")}
+	for _, d := range []string{cfg.Root, cfg.State} { // the daemon creates and locks them
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return cfg
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/berth-runtime/berth/network"
 	"golang.org/x/sys/unix"
@@ -35,8 +36,12 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 	}
 	if req.GetVerbose() {
 		resp.Info = map[string]string{"config": s.cfg.JSON()}
-		if cidrs := s.podCIDRs.Get(); len(cidrs) > 0 {
-			resp.Info["podCIDRs"] = fmt.Sprint(cidrs)
+		var cidrs []string
+		for _, c := range s.podCIDRs.Get() {
+			cidrs = append(cidrs, c.String())
+		}
+		if len(cidrs) > 0 {
+			resp.Info["podCIDRs"] = strings.Join(cidrs, ",")
 		}
 	}
 	return resp, nil

@@ -38,6 +38,8 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	ctx := context.Background()
 
 	for _, dir := range []string{cfg.Root, cfg.State} {
+		// 0711: other users may traverse to what is shared with them but
+		// not list which pods and images the node has.
 		if err := os.MkdirAll(dir, 0o711); err != nil {
 			return fmt.Errorf("create %s: %w", dir, err)
 		}
