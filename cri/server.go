@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/berth-runtime/berth/image"
 	"github.com/berth-runtime/berth/internal/config"
 	"github.com/berth-runtime/berth/network"
 	"google.golang.org/grpc"
@@ -27,16 +28,34 @@ type Server struct {
 	cfg      config.Config
 	log      *slog.Logger
 	podCIDRs *network.PodCIDRs
+	images   *image.Store
 }
 
 // New loads the server's state from the configured root and state
 // directories, which the caller has created and locked.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+	images, err := image.Open(ctx, image.Options{
+		Dir:                    filepath.Join(cfg.Root, "image"),
+		RegistryConfigDir:      cfg.Image.RegistryConfigDir,
+		MaxConcurrentDownloads: cfg.Image.MaxConcurrentDownloads,
+		ProgressTimeout:        cfg.Image.PullProgressTimeout.Std(),
+		Pinned:                 cfg.Image.PinnedImages,
+		Log:                    log,
+	})
+	if err != nil {
+		return nil, err
+	}
 	return &Server{
 		cfg:      cfg,
 		log:      log,
 		podCIDRs: network.OpenPodCIDRs(ctx, filepath.Join(cfg.Root, "network", "pod-cidrs.json"), log),
+		images:   images,
 	}, nil
+}
+
+// Close releases the stores; call it after the gRPC server has stopped.
+func (s *Server) Close() error {
+	return s.images.Close()
 }
 
 // Register adds both CRI services to a gRPC server.

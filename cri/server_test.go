@@ -43,6 +43,9 @@ type testServer struct {
 	rt   runtimeapi.RuntimeServiceClient
 	img  runtimeapi.ImageServiceClient
 	log  *syncBuffer
+	// shutdown stops serving and closes the server's stores, as a daemon
+	// exit does (also run at cleanup).
+	shutdown func()
 }
 
 func testConfig(t *testing.T) config.Config {
@@ -79,7 +82,14 @@ func startServer(t *testing.T, cfg config.Config, register func(*grpc.Server, *c
 	}
 	lis := bufconn.Listen(1 << 20)
 	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
+	var once sync.Once
+	shutdown := func() {
+		once.Do(func() {
+			g.Stop()
+			srv.Close()
+		})
+	}
+	t.Cleanup(shutdown)
 	conn, err := grpc.NewClient("passthrough:///bufconn",
 		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -87,5 +97,5 @@ func startServer(t *testing.T, cfg config.Config, register func(*grpc.Server, *c
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &testServer{cfg: cfg, conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn), log: logs}
+	return &testServer{cfg: cfg, conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn), log: logs, shutdown: shutdown}
 }

@@ -161,28 +161,3 @@ func (s *Server) CheckpointPod(context.Context, *runtimeapi.CheckpointPodRequest
 func (s *Server) RestorePod(context.Context, *runtimeapi.RestorePodRequest) (*runtimeapi.RestorePodResponse, error) {
 	return nil, notImplemented("RestorePod", withCheckpoints)
 }
-
-// Images.
-func (s *Server) ListImages(context.Context, *runtimeapi.ListImagesRequest) (*runtimeapi.ListImagesResponse, error) {
-	return nil, notImplemented("ListImages", withImages)
-}
-
-func (s *Server) StreamImages(*runtimeapi.StreamImagesRequest, grpc.ServerStreamingServer[runtimeapi.StreamImagesResponse]) error {
-	return notImplemented("StreamImages", withImages)
-}
-
-func (s *Server) ImageStatus(context.Context, *runtimeapi.ImageStatusRequest) (*runtimeapi.ImageStatusResponse, error) {
-	return nil, notImplemented("ImageStatus", withImages)
-}
-
-func (s *Server) PullImage(context.Context, *runtimeapi.PullImageRequest) (*runtimeapi.PullImageResponse, error) {
-	return nil, notImplemented("PullImage", withImages)
-}
-
-func (s *Server) RemoveImage(context.Context, *runtimeapi.RemoveImageRequest) (*runtimeapi.RemoveImageResponse, error) {
-	return nil, notImplemented("RemoveImage", withImages)
-}
-
-func (s *Server) ImageFsInfo(context.Context, *runtimeapi.ImageFsInfoRequest) (*runtimeapi.ImageFsInfoResponse, error) {
-	return nil, notImplemented("ImageFsInfo", withImages)
-}

@@ -15,6 +15,7 @@ import (
 // Unimplemented naming itself. Add an RPC here when its work lands.
 var implemented = map[string]bool{
 	"Version": true, "Status": true, "RuntimeConfig": true, "UpdateRuntimeConfig": true,
+	"PullImage": true, "ListImages": true, "StreamImages": true, "ImageStatus": true, "RemoveImage": true, "ImageFsInfo": true,
 }
 
 func TestUnbuiltRPCsAnswerUnimplementedByName(t *testing.T) {

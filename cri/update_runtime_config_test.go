@@ -33,6 +33,7 @@ func TestUpdateRuntimeConfigStoresPodCIDRAcrossRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new server on the same root stands for a daemon restart.
+	s.shutdown()
 	restarted := startServer(t, cfg, nil)
 	if got := verboseInfo(t, restarted)["podCIDRs"]; !strings.Contains(got, "10.244.3.0/24") || !strings.Contains(got, "fd00:10:244:3::/64") {
 		t.Fatalf("pod CIDRs after restart: %q", got)

@@ -21,16 +21,6 @@ import (
 // responses on dense nodes must not fail.
 const maxMsgSize = 16 << 20
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated by config
-	opts := &slog.HandlerOptions{Level: level}
-	if cfg.Log.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
 // serve runs the daemon until SIGTERM or SIGINT. Containers are not touched on
 // the way out: their monitors own them, and a restarted berth re-attaches.
 func serve(cfg config.Config, logOut io.Writer) error {
@@ -66,6 +56,7 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	g := grpc.NewServer(append(cri.ServerOptions(log),
 		grpc.MaxRecvMsgSize(maxMsgSize), grpc.MaxSendMsgSize(maxMsgSize))...)
 	srv.Register(g)

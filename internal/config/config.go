@@ -10,14 +10,16 @@ import (
 
 // Default locations. They match what kubelet users expect of a node runtime.
 const (
-	DefaultConfigFile        = "/etc/berth/berth.toml"
-	DefaultListen            = "unix:///run/berth/berth.sock"
-	DefaultRoot              = "/var/lib/berth"
-	DefaultState             = "/run/berth"
-	DefaultRegistryConfigDir = "/etc/berth/certs.d"
-	DefaultCNIConfDir        = "/etc/cni/net.d"
-	DefaultStreamingAddress  = "127.0.0.1:0"
-	DefaultShutdownTimeout   = 10 * time.Second
+	DefaultConfigFile             = "/etc/berth/berth.toml"
+	DefaultListen                 = "unix:///run/berth/berth.sock"
+	DefaultRoot                   = "/var/lib/berth"
+	DefaultState                  = "/run/berth"
+	DefaultRegistryConfigDir      = "/etc/berth/certs.d"
+	DefaultCNIConfDir             = "/etc/cni/net.d"
+	DefaultStreamingAddress       = "127.0.0.1:0"
+	DefaultShutdownTimeout        = 10 * time.Second
+	DefaultMaxConcurrentDownloads = 3
+	DefaultPullProgressTimeout    = time.Minute
 
 	// CurrentVersion is the config format version this build reads. A file
 	// written for a later format is refused rather than half understood.
@@ -72,6 +74,12 @@ type CNIConfig struct {
 type ImageConfig struct {
 	// RegistryConfigDir uses containerd's certs.d/<host>/hosts.toml layout.
 	RegistryConfigDir string `toml:"registry_config_dir" json:"registry_config_dir"`
+	// MaxConcurrentDownloads bounds the layers one pull fetches at once.
+	MaxConcurrentDownloads int `toml:"max_concurrent_downloads" json:"max_concurrent_downloads"`
+	// PullProgressTimeout cancels a pull that receives no data for this long.
+	PullProgressTimeout Duration `toml:"pull_progress_timeout" json:"pull_progress_timeout"`
+	// PinnedImages are never removed by kubelet's image garbage collection.
+	PinnedImages []string `toml:"pinned_images" json:"pinned_images"`
 }
 
 // StreamingConfig configures the exec/attach/port-forward server.
@@ -91,8 +99,13 @@ func Default() Config {
 		ShutdownTimeout: Duration(DefaultShutdownTimeout),
 		Log:             LogConfig{Level: "info", Format: "text"},
 		CNI:             CNIConfig{ConfDir: DefaultCNIConfDir, BinDirs: DefaultCNIBinDirs()},
-		Image:           ImageConfig{RegistryConfigDir: DefaultRegistryConfigDir},
-		Streaming:       StreamingConfig{Address: DefaultStreamingAddress},
+		Image: ImageConfig{
+			RegistryConfigDir:      DefaultRegistryConfigDir,
+			MaxConcurrentDownloads: DefaultMaxConcurrentDownloads,
+			PullProgressTimeout:    Duration(DefaultPullProgressTimeout),
+			PinnedImages:           []string{},
+		},
+		Streaming: StreamingConfig{Address: DefaultStreamingAddress},
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/distribution/reference"
 )
 
 // Origins says where each key's value came from, so an invalid value is
@@ -80,6 +82,17 @@ func (c Config) Validate(o Origins) error {
 	case "text", "json":
 	default:
 		bad("log.format", c.Log.Format, `is not a log format: use "text" or "json"`)
+	}
+	if n := c.Image.MaxConcurrentDownloads; n < 1 || n > 64 {
+		bad("image.max_concurrent_downloads", strconv.Itoa(n), "must be between 1 and 64")
+	}
+	if d := c.Image.PullProgressTimeout.Std(); d <= 0 {
+		bad("image.pull_progress_timeout", d.String(), "must be positive")
+	}
+	for _, ref := range c.Image.PinnedImages {
+		if _, err := reference.ParseDockerRef(ref); err != nil {
+			bad("image.pinned_images", ref, "is not an image reference: "+err.Error())
+		}
 	}
 	if err := checkHostPort(c.Streaming.Address); err != nil {
 		bad("streaming.address", c.Streaming.Address, err.Error())
