@@ -121,7 +121,11 @@ func (s *Store) fetchAndUnpack(ctx context.Context, named reference.Named, auth 
 	if err != nil {
 		return desc, fmt.Errorf("prepare unpack: %w", err)
 	}
-	children := images.LimitManifests(images.FilterPlatforms(images.ChildrenHandler(s.content), s.platform), s.platform, 1)
+	// The children labels on each manifest and index are the references
+	// garbage collection follows from an image record to its config and
+	// layers; without them a GC would collect a pulled image's content.
+	children := images.SetChildrenMappedLabels(s.content, images.ChildrenHandler(s.content), nil)
+	children = images.LimitManifests(images.FilterPlatforms(children, s.platform), s.platform, 1)
 	distSource, err := docker.AppendDistributionSourceLabel(s.content, named.String())
 	if err != nil {
 		return desc, err

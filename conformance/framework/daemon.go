@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/berth-runtime/berth/internal/libctinit"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
@@ -31,6 +33,10 @@ import (
 // the berth binary built for them.
 func Main(m *testing.M) {
 	libctinit.RunIfInit()
+	// containerd's libraries log through logrus; keep test output readable.
+	if os.Getenv("BERTH_TEST_VERBOSE") == "" {
+		logrus.SetOutput(io.Discard)
+	}
 	code := m.Run()
 	if dir := builtBinaryDir(); dir != "" {
 		os.RemoveAll(dir)
