@@ -1,0 +1,67 @@
+package image
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/containerd/containerd/v2/core/leases"
+	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
+)
+
+// rootfsLease names the lease that owns a container's writable snapshot.
+func rootfsLease(containerID string) string { return "container/" + containerID }
+
+// rootfsKey is the snapshot key of a container's writable layer.
+func rootfsKey(containerID string) string { return "container/" + containerID }
+
+// PrepareRootfs creates a container's writable overlay snapshot on top of an
+// image's layers and returns the mounts for it. The snapshot belongs to a
+// lease named after the container, so removing the image while the container
+// exists keeps the layers it runs on; RemoveRootfs releases them.
+func (s *Store) PrepareRootfs(ctx context.Context, containerID, imageRefOrID string) ([]mount.Mount, error) {
+	if containerID == "" {
+		return nil, fmt.Errorf("%w: container ID is empty", errdefs.ErrInvalidArgument)
+	}
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	img, err := s.Get(ctx, imageRefOrID)
+	if err != nil {
+		return nil, err
+	}
+	lease, err := s.leases.Create(ctx, leases.WithID(rootfsLease(containerID)))
+	if err != nil {
+		return nil, fmt.Errorf("rootfs of container %s: %w", containerID, err)
+	}
+	mounts, err := s.snapshotter.Prepare(leases.WithLease(ctx, lease.ID), rootfsKey(containerID), img.ChainID)
+	if err != nil {
+		_ = s.leases.Delete(context.WithoutCancel(ctx), lease)
+		return nil, fmt.Errorf("rootfs of container %s from image %s: %w", containerID, img.ID, err)
+	}
+	return mounts, nil
+}
+
+// RootfsMounts returns the mounts of a container's existing writable snapshot.
+func (s *Store) RootfsMounts(ctx context.Context, containerID string) ([]mount.Mount, error) {
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	mounts, err := s.snapshotter.Mounts(ctx, rootfsKey(containerID))
+	if err != nil {
+		return nil, fmt.Errorf("rootfs of container %s: %w", containerID, err)
+	}
+	return mounts, nil
+}
+
+// RemoveRootfs deletes a container's writable snapshot and its lease, and
+// collects the layers no image needs any more. A container without a rootfs
+// is already clean: that is success.
+func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	if err := s.snapshotter.Remove(ctx, rootfsKey(containerID)); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("remove rootfs of container %s: %w", containerID, err)
+	}
+	err := s.leases.Delete(ctx, leases.Lease{ID: rootfsLease(containerID)})
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("release rootfs lease of container %s: %w", containerID, err)
+	}
+	return s.collectGarbage(ctx)
+}
