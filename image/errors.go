@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 
@@ -18,7 +20,11 @@ import (
 // (and so the gRPC code kubelet sees), with a message an operator can act on.
 func classifyPullError(name string, err error) error {
 	var status remoteerrors.ErrUnexpectedStatus
-	var netErr net.Error
+	// Not the net.Error interface: syscall.Errno implements it too, and a
+	// filesystem error must not read as "registry unreachable".
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var urlErr *url.Error
 	msg := err.Error()
 	switch {
 	case errors.Is(err, syscall.ENOSPC):
@@ -39,11 +45,18 @@ func classifyPullError(name string, err error) error {
 	case errdefs.IsInvalidArgument(err), errdefs.IsFailedPrecondition(err), errdefs.IsUnauthorized(err),
 		errdefs.IsPermissionDenied(err), errdefs.IsNotImplemented(err), errdefs.IsUnavailable(err), errdefs.IsResourceExhausted(err):
 		return fmt.Errorf("pull %s: %w", name, err)
-	case errors.As(err, &netErr), errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
-		strings.Contains(msg, "no such host"), strings.Contains(msg, "connection refused"):
+	case strings.Contains(msg, "failed to extract layer"):
+		if isCorruptLayer(msg) {
+			return fmt.Errorf("%w: pull %s: a layer is corrupt or truncated (%v)", errdefs.ErrDataLoss, name, err)
+		}
+		// The layer arrived intact (its digest matched) but cannot be laid
+		// out: a hard link to a file outside the image, for instance.
+		return fmt.Errorf("%w: pull %s: the image is invalid: a layer cannot be extracted (%v)", errdefs.ErrInvalidArgument, name, err)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: pull %s: the download was cut off (%v); retry", errdefs.ErrUnavailable, name, err)
+	case errors.As(err, &opErr), errors.As(err, &dnsErr), errors.As(err, &urlErr),
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET):
 		return fmt.Errorf("%w: pull %s: registry unreachable (%v); check the network or configure a mirror in the registry config dir", errdefs.ErrUnavailable, name, err)
-	case isCorruptLayer(msg):
-		return fmt.Errorf("%w: pull %s: a layer is corrupt or truncated (%v)", errdefs.ErrDataLoss, name, err)
 	}
 	return fmt.Errorf("pull %s: %w", name, err)
 }

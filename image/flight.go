@@ -10,6 +10,10 @@ import (
 // cancelled only when every caller waiting for it has gone, so one client
 // giving up never fails another's pull.
 type flights struct {
+	// life ends when the store closes: it cancels every pull in flight.
+	life context.Context
+	wg   sync.WaitGroup
+
 	mu     sync.Mutex
 	active map[string]*flight
 }
@@ -32,9 +36,13 @@ func (f *flights) do(ctx context.Context, key string, fn func(context.Context) (
 	fl, ok := f.active[key]
 	if !ok {
 		workCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		stopOnClose := context.AfterFunc(f.life, cancel)
 		fl = &flight{cancel: cancel, done: make(chan struct{})}
 		f.active[key] = fl
+		f.wg.Add(1)
 		go func() {
+			defer f.wg.Done()
+			defer stopOnClose()
 			fl.img, fl.err = fn(workCtx)
 			f.mu.Lock()
 			if f.active[key] == fl {

@@ -38,9 +38,13 @@ func (s *Store) Pull(ctx context.Context, ref string, auth *Auth) (Image, error)
 			return img, nil
 		}
 	}
-	return s.flights.do(ctx, name+"\x00"+auth.fingerprint(), func(ctx context.Context) (Image, error) {
+	img, err := s.flights.do(ctx, name+"\x00"+auth.fingerprint(), func(ctx context.Context) (Image, error) {
 		return s.pull(ctx, named, auth)
 	})
+	if err != nil && ctx.Err() != nil {
+		return Image{}, fmt.Errorf("pull %s: %w", name, err)
+	}
+	return img, err
 }
 
 // unpacked reports whether the image's top snapshot exists.

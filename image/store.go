@@ -66,6 +66,8 @@ type Store struct {
 	platform    platforms.MatchComparer
 
 	flights flights
+	// closeFlights ends flights.life.
+	closeFlights context.CancelFunc
 
 	// mu guards index, the in-memory view of image records that List and
 	// Status read without touching bbolt (kubelet polls them).
@@ -119,6 +121,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		platform:    platforms.Default(),
 	}
 	s.applier = apply.NewFileSystemApplier(s.content)
+	s.flights.life, s.closeFlights = context.WithCancel(context.WithoutCancel(ctx))
 	ctx = namespaces.WithNamespace(ctx, Namespace)
 	if err := s.recoverInterruptedPulls(ctx); err != nil {
 		s.Close()
@@ -131,8 +134,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close releases the metadata database and the snapshotter.
+// Close cancels the pulls still running, waits for them to clean up after
+// themselves, and releases the metadata database and the snapshotter.
 func (s *Store) Close() error {
+	s.closeFlights()
+	s.flights.wg.Wait()
 	return errors.Join(s.bolt.Close(), s.db.Snapshotter(Snapshotter).Close())
 }
 

@@ -1,13 +1,16 @@
 package framework
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +33,13 @@ type RegistryOptions struct {
 	// BytesPerSecond, when > 0, throttles blob downloads (GET
 	// /v2/<name>/blobs/<digest>) to about this rate.
 	BytesPerSecond int64
+	// StallAfter, when > 0, makes every blob download hang part-way: the
+	// registry sends the headers (with the full Content-Length) and at
+	// most StallAfter bytes of the body, flushes them, and then sends
+	// nothing more, keeping the connection open, until the client goes
+	// away or the registry is cleaned up. Blobs of at most StallAfter
+	// bytes are served whole. Manifests are never stalled.
+	StallAfter int64
 	// Verbose logs every registry request through t.Log.
 	Verbose bool
 }
@@ -46,9 +56,13 @@ type Registry struct {
 	closing chan struct{} // closed when the test is cleaning up
 	paced   sync.WaitGroup
 
+	stalls   atomic.Int64 // blob GETs that reached StallAfter, ever
+	stalling atomic.Int64 // handlers hanging right now
+
 	mu           sync.Mutex
 	blobGets     map[string]int
 	manifestGets map[string]int
+	corrupt      map[string]bool
 }
 
 // StartRegistry starts a registry on a random port of 127.0.0.1.
@@ -59,6 +73,7 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 		closing:      make(chan struct{}),
 		blobGets:     map[string]int{},
 		manifestGets: map[string]int{},
+		corrupt:      map[string]bool{},
 	}
 	logw := &testLogWriter{t: t, enabled: opts.Verbose}
 	inner := registry.New(registry.Logger(log.New(logw, "registry: ", 0)))
@@ -70,7 +85,7 @@ func StartRegistry(t testing.TB, opts RegistryOptions) *Registry {
 	r.URL = srv.URL
 	r.Host = srv.Listener.Addr().String()
 	t.Cleanup(func() {
-		close(r.closing) // unblock throttled downloads
+		close(r.closing) // unblock throttled and stalled downloads
 		srv.Close()
 		logw.stop()
 	})
@@ -149,6 +164,23 @@ func (r *Registry) ManifestFetches(reference string) int {
 	return r.manifestGets[reference]
 }
 
+// CorruptBlob makes every later download of the blob with the given digest
+// ("sha256:...") serve the right length with one byte in the middle of the
+// body flipped, so that clients see a digest mismatch. The stored blob is
+// not changed; uploads and HEAD requests are not affected.
+func (r *Registry) CorruptBlob(digest string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.corrupt[digest] = true
+}
+
+// StalledFetches returns how many blob GET requests have reached
+// RegistryOptions.StallAfter and hung (whether or not they have ended
+// since).
+func (r *Registry) StalledFetches() int {
+	return int(r.stalls.Load())
+}
+
 // classify splits /v2/<name>/{blobs,manifests}/<ref> requests.
 func classify(p string) (kind, ref string) {
 	rest, ok := strings.CutPrefix(p, "/v2/")
@@ -187,18 +219,24 @@ func (r *Registry) handler(inner http.Handler) http.Handler {
 		case "blobs":
 			r.mu.Lock()
 			r.blobGets[ref]++
+			corrupt := r.corrupt[ref]
 			r.mu.Unlock()
+			// The body goes inner -> stall -> corrupt -> pace -> client.
 			if r.opts.BytesPerSecond > 0 {
 				r.paced.Add(1)
 				defer r.paced.Done()
-				pw := &pacedWriter{
+				w = &pacedWriter{
 					ResponseWriter: w,
 					req:            req,
 					closing:        r.closing,
 					bps:            r.opts.BytesPerSecond,
 				}
-				inner.ServeHTTP(pw, req)
-				return
+			}
+			if corrupt {
+				w = &corruptWriter{ResponseWriter: w}
+			}
+			if r.opts.StallAfter > 0 {
+				w = &stallWriter{ResponseWriter: w, req: req, r: r, limit: r.opts.StallAfter}
 			}
 		case "manifests":
 			r.mu.Lock()
@@ -290,6 +328,116 @@ func (p *pacedWriter) Flush() {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (p *pacedWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// flush flushes w if it can.
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// isSuccess reports whether status (0: not written yet, so 200) is 2xx.
+func isSuccess(status int) bool {
+	return status == 0 || status/100 == 2
+}
+
+// stallWriter passes the first limit bytes of a successful response body
+// through, flushes them, and then blocks until the request ends or the
+// registry shuts down.
+type stallWriter struct {
+	http.ResponseWriter
+	req     *http.Request
+	r       *Registry
+	limit   int64
+	status  int
+	written int64
+}
+
+func (s *stallWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *stallWriter) Write(b []byte) (int, error) {
+	if !isSuccess(s.status) {
+		return s.ResponseWriter.Write(b)
+	}
+	total := 0
+	if rem := s.limit - s.written; rem > 0 {
+		n := int(min(int64(len(b)), rem))
+		m, err := s.ResponseWriter.Write(b[:n])
+		total += m
+		s.written += int64(m)
+		if err != nil {
+			return total, err
+		}
+		b = b[n:]
+	}
+	if len(b) == 0 {
+		return total, nil
+	}
+	// There is more to send: hang.
+	flush(s.ResponseWriter)
+	s.r.stalling.Add(1)
+	s.r.stalls.Add(1)
+	defer s.r.stalling.Add(-1)
+	select {
+	case <-s.req.Context().Done():
+		return total, errStopped{s.req.Context().Err()}
+	case <-s.r.closing:
+		return total, errStopped{http.ErrServerClosed}
+	}
+}
+
+func (s *stallWriter) Flush() { flush(s.ResponseWriter) }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (s *stallWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// corruptWriter flips one byte in the middle of a successful response body
+// (by its Content-Length; the first byte when that is unknown), on a copy:
+// the registry's stored blob stays intact.
+type corruptWriter struct {
+	http.ResponseWriter
+	status  int
+	at      int64 // offset of the byte to flip, set at the first Write
+	offset  int64 // bytes written so far
+	started bool
+}
+
+func (c *corruptWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *corruptWriter) Write(b []byte) (int, error) {
+	if !isSuccess(c.status) {
+		return c.ResponseWriter.Write(b)
+	}
+	if !c.started {
+		c.started = true
+		if n, err := strconv.ParseInt(c.Header().Get("Content-Length"), 10, 64); err == nil && n > 0 {
+			c.at = n / 2
+		}
+	}
+	if i := c.at - c.offset; i >= 0 && i < int64(len(b)) {
+		cp := bytes.Clone(b)
+		cp[i] ^= 0xff
+		b = cp
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.offset += int64(n)
+	return n, err
+}
+
+func (c *corruptWriter) Flush() { flush(c.ResponseWriter) }
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (c *corruptWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
 // testLogWriter forwards registry logs to t.Log while the test runs.
 type testLogWriter struct {

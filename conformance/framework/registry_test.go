@@ -393,3 +393,219 @@ func TestRegistryConcurrentBlobFetches(t *testing.T) {
 		t.Errorf("BlobFetches(unknown) = %d", c)
 	}
 }
+
+// waitFor polls cond until it holds, failing the test after a generous
+// deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// getBlob starts a plain GET of a blob and checks the status and the
+// announced length.
+func getBlob(t *testing.T, ctx context.Context, reg *Registry, dref name.Digest, size int) *http.Response {
+	t.Helper()
+	u := reg.URL + "/v2/" + dref.RepositoryStr() + "/blobs/" + dref.DigestStr()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(size) {
+		resp.Body.Close()
+		t.Fatalf("GET %s: status %d, length %d, want 200 and %d", u, resp.StatusCode, resp.ContentLength, size)
+	}
+	return resp
+}
+
+func blobBytes(t *testing.T, l v1.Layer) []byte {
+	t.Helper()
+	rc, err := l.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestRegistryStallAfter(t *testing.T) {
+	t.Parallel()
+	const (
+		size  = 64 << 10
+		limit = 10000
+	)
+	reg := StartRegistry(t, RegistryOptions{StallAfter: limit})
+	l, dref := pushBlob(t, reg, "test/blob", size)
+	data := blobBytes(t, l)
+
+	t.Run("hangs after StallAfter bytes", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		before := reg.StalledFetches()
+		resp := getBlob(t, ctx, reg, dref, size)
+		defer resp.Body.Close()
+		first := make([]byte, limit)
+		if _, err := io.ReadFull(resp.Body, first); err != nil {
+			t.Fatalf("reading the first %d bytes: %v", limit, err)
+		}
+		if !bytes.Equal(first, data[:limit]) {
+			t.Fatal("the first bytes differ from the blob")
+		}
+		// Once the handler hangs it has written exactly limit bytes, all
+		// of which we have read: nothing more can arrive.
+		waitFor(t, "the download to stall", func() bool { return reg.StalledFetches() == before+1 })
+		cancel()
+		n, err := io.Copy(io.Discard, resp.Body)
+		if n != 0 || err == nil {
+			t.Fatalf("after the stall: read %d more bytes, err %v; want 0 bytes and an error", n, err)
+		}
+		waitFor(t, "the stalled handler to return after the client left", func() bool { return reg.stalling.Load() == 0 })
+	})
+
+	t.Run("small blob served whole", func(t *testing.T) {
+		sl, sref := pushBlob(t, reg, "test/small", limit)
+		before := reg.StalledFetches()
+		resp := getBlob(t, t.Context(), reg, sref, limit)
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, blobBytes(t, sl)) {
+			t.Fatalf("small blob: %d bytes, %v", len(got), err)
+		}
+		if reg.StalledFetches() != before {
+			t.Error("a blob of StallAfter bytes was stalled")
+		}
+	})
+
+	t.Run("with throttling", func(t *testing.T) {
+		reg := StartRegistry(t, RegistryOptions{StallAfter: limit, BytesPerSecond: 100 << 10})
+		_, dref := pushBlob(t, reg, "test/blob", size)
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		resp := getBlob(t, ctx, reg, dref, size)
+		defer resp.Body.Close()
+		if _, err := io.ReadFull(resp.Body, make([]byte, limit)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the download to stall", func() bool { return reg.StalledFetches() == 1 })
+		cancel()
+		if n, err := io.Copy(io.Discard, resp.Body); n != 0 || err == nil {
+			t.Fatalf("after the stall: %d more bytes, %v", n, err)
+		}
+		waitPaced(t, reg)
+	})
+
+	// A stalled download must not hold up the registry's cleanup.
+	var body io.ReadCloser
+	var stalled *Registry
+	t.Run("abandoned at cleanup", func(t *testing.T) {
+		stalled = StartRegistry(t, RegistryOptions{StallAfter: limit})
+		_, dref := pushBlob(t, stalled, "test/blob", size)
+		resp := getBlob(t, context.Background(), stalled, dref, size)
+		body = resp.Body
+		if _, err := io.ReadFull(body, make([]byte, limit)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "the download to stall", func() bool { return stalled.StalledFetches() == 1 })
+	})
+	if body != nil {
+		defer body.Close()
+		if n, err := io.Copy(io.Discard, body); err == nil {
+			t.Errorf("abandoned download completed (%d more bytes) after registry cleanup", n)
+		}
+		if n := stalled.stalling.Load(); n != 0 {
+			t.Errorf("%d stalled handlers still running after cleanup", n)
+		}
+	}
+}
+
+func TestRegistryCorruptBlob(t *testing.T) {
+	t.Parallel()
+	const size = 5000
+	reg := StartRegistry(t, RegistryOptions{})
+	bad, badRef := pushBlob(t, reg, "test/bad", size)
+	good := static.NewLayer([]byte("an intact blob\n"), types.OCIUncompressedLayer)
+	repo, err := name.NewRepository(reg.Ref("test/good"), name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteLayer(repo, good, remote.WithContext(t.Context())); err != nil {
+		t.Fatal(err)
+	}
+	gd, _ := good.Digest()
+	reg.CorruptBlob(badRef.DigestStr())
+	want := blobBytes(t, bad)
+
+	read := func(dref name.Digest, n int) []byte {
+		resp := getBlob(t, t.Context(), reg, dref, n)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	got := read(badRef, size)
+	if len(got) != size {
+		t.Fatalf("corrupt blob: %d bytes, want %d", len(got), size)
+	}
+	var diff []int
+	for i := range got {
+		if got[i] != want[i] {
+			diff = append(diff, i)
+		}
+	}
+	if len(diff) == 0 {
+		t.Fatal("corrupt blob served intact")
+	}
+	t.Logf("bytes flipped at %v", diff)
+	// The stored blob is untouched: a second download is corrupted the
+	// same way rather than flipped back.
+	if again := read(badRef, size); !bytes.Equal(again, got) {
+		t.Error("two downloads of the corrupt blob differ")
+	}
+	if b := read(repo.Digest(gd.String()), int(mustSize(t, good))); string(b) != "an intact blob\n" {
+		t.Errorf("other blob served as %q", b)
+	}
+	if c := reg.BlobFetches(badRef.DigestStr()); c != 2 {
+		t.Errorf("BlobFetches = %d, want 2", c)
+	}
+
+	// A client that verifies digests notices.
+	rl, err := remote.Layer(badRef, remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := rl.Compressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.Copy(io.Discard, rc)
+	rc.Close()
+	if err == nil {
+		t.Error("ggcr read a corrupt blob without a digest error")
+	} else {
+		t.Logf("ggcr: %v", err)
+	}
+}
+
+func mustSize(t *testing.T, l v1.Layer) int64 {
+	t.Helper()
+	n, err := l.Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
