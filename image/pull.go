@@ -19,6 +19,7 @@ import (
 	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/semaphore"
 )
 
 // Pull fetches ref (tag, digest or short name) for this platform, unpacks its
@@ -161,7 +162,10 @@ func (s *Store) resolver(ctx context.Context, auth *Auth, updateClient func(*htt
 	}
 	r := docker.NewResolver(opts)
 	if ro, ok := r.(remotes.ResolverWithOptions); ok {
-		ro.SetOptions(transfer.WithMaxConcurrentDownloads(s.opts.MaxConcurrentDownloads))
+		// The limiter bounds the layers downloaded at once (containerd's
+		// MaxConcurrentDownloads alone only sets ranged-request parallelism
+		// within one layer, which berth does not use).
+		ro.SetOptions(transfer.WithDownloadLimiter(semaphore.NewWeighted(int64(s.opts.MaxConcurrentDownloads))))
 	}
 	return r
 }

@@ -361,3 +361,22 @@ func randomBytes(n int) []byte {
 	}
 	return b
 }
+
+func TestLayerDownloadsAreParallelAndBounded(t *testing.T) {
+	for _, limit := range []int{1, 2} {
+		s := testStore(t, image.Options{MaxConcurrentDownloads: limit})
+		// Throttled so that downloads overlap whenever they may.
+		reg := framework.StartRegistry(t, framework.RegistryOptions{BytesPerSecond: 1 << 20})
+		var files []framework.File
+		for i := range 4 {
+			files = append(files, framework.File{Path: fmt.Sprintf("layer%d", i), Content: randomBytes(256 << 10)})
+		}
+		ref, _ := reg.Push(t, "test/parallel:1", framework.MustBuildImage(t, framework.ImageSpec{Layers: 5, Files: files}))
+		if _, err := s.Pull(ctxT(t), ref, nil); err != nil {
+			t.Fatal(err)
+		}
+		if peak := reg.PeakBlobDownloads(); peak != limit {
+			t.Errorf("max_concurrent_downloads %d: %d blob downloads ran at once", limit, peak)
+		}
+	}
+}

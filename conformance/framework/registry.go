@@ -61,6 +61,8 @@ type Registry struct {
 
 	mu           sync.Mutex
 	blobGets     map[string]int
+	activeBlobs  int // blob GETs being served now
+	peakBlobs    int // most blob GETs ever served at once
 	manifestGets map[string]int
 	corrupt      map[string]bool
 }
@@ -155,6 +157,14 @@ func (r *Registry) BlobFetches(digest string) int {
 	return r.blobGets[digest]
 }
 
+// PeakBlobDownloads is the largest number of blob downloads the registry
+// served at the same time.
+func (r *Registry) PeakBlobDownloads() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.peakBlobs
+}
+
 // ManifestFetches returns how many authorized GET requests for the
 // manifest reference (a tag or a digest) the registry has received, in any
 // repository.
@@ -219,8 +229,15 @@ func (r *Registry) handler(inner http.Handler) http.Handler {
 		case "blobs":
 			r.mu.Lock()
 			r.blobGets[ref]++
+			r.activeBlobs++
+			r.peakBlobs = max(r.peakBlobs, r.activeBlobs)
 			corrupt := r.corrupt[ref]
 			r.mu.Unlock()
+			defer func() {
+				r.mu.Lock()
+				r.activeBlobs--
+				r.mu.Unlock()
+			}()
 			// The body goes inner -> stall -> corrupt -> pace -> client.
 			if r.opts.BytesPerSecond > 0 {
 				r.paced.Add(1)
