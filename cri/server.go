@@ -12,6 +12,7 @@ import (
 	"github.com/berth-runtime/berth/image"
 	"github.com/berth-runtime/berth/internal/config"
 	"github.com/berth-runtime/berth/network"
+	"github.com/berth-runtime/berth/sandbox"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -25,10 +26,12 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	cfg      config.Config
-	log      *slog.Logger
-	podCIDRs *network.PodCIDRs
-	images   *image.Store
+	cfg       config.Config
+	log       *slog.Logger
+	podCIDRs  *network.PodCIDRs
+	network   *network.Manager
+	images    *image.Store
+	sandboxes *sandbox.Manager
 }
 
 // New loads the server's state from the configured root and state
@@ -45,11 +48,34 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 	if err != nil {
 		return nil, err
 	}
+	podCIDRs := network.OpenPodCIDRs(ctx, filepath.Join(cfg.Root, "network", "pod-cidrs.json"), log)
+	netMgr := network.NewManager(network.ManagerOptions{
+		ConfDir:  cfg.CNI.ConfDir,
+		BinDirs:  cfg.CNI.BinDirs,
+		CacheDir: filepath.Join(cfg.State, "cni-cache"),
+		Log:      log,
+	})
+	sandboxes, err := sandbox.NewManager(ctx, sandbox.Options{
+		Root:         cfg.Root,
+		State:        cfg.State,
+		CgroupDriver: cfg.CgroupDriver,
+		Handlers:     cfg.Runtime.Handlers,
+		ShmSize:      cfg.Runtime.ShmSizeBytes,
+		Network:      netMgr,
+		PodCIDRs:     podCIDRs,
+		Log:          log,
+	})
+	if err != nil {
+		images.Close()
+		return nil, err
+	}
 	return &Server{
-		cfg:      cfg,
-		log:      log,
-		podCIDRs: network.OpenPodCIDRs(ctx, filepath.Join(cfg.Root, "network", "pod-cidrs.json"), log),
-		images:   images,
+		cfg:       cfg,
+		log:       log,
+		podCIDRs:  podCIDRs,
+		network:   netMgr,
+		images:    images,
+		sandboxes: sandboxes,
 	}, nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/berth-runtime/berth/network"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -28,11 +27,8 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			s.runtimeCondition(),
 			s.networkCondition(),
 		}},
-		RuntimeHandlers: []*runtimeapi.RuntimeHandler{{
-			Name:     "", // the default handler: RuntimeClass-less pods
-			Features: &runtimeapi.RuntimeHandlerFeatures{},
-		}},
-		Features: &runtimeapi.RuntimeFeatures{},
+		RuntimeHandlers: s.runtimeHandlers(),
+		Features:        &runtimeapi.RuntimeFeatures{},
 	}
 	if req.GetVerbose() {
 		resp.Info = map[string]string{"config": s.cfg.JSON()}
@@ -45,6 +41,17 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		}
 	}
 	return resp, nil
+}
+
+// runtimeHandlers lists the default handler ("") and the configured ones.
+// No handler feature (recursive read-only mounts, user namespaces) is
+// advertised until containers make it work.
+func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
+	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}}
+	for _, h := range s.cfg.Runtime.Handlers {
+		out = append(out, &runtimeapi.RuntimeHandler{Name: h, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+	}
+	return out
 }
 
 // runtimeCondition checks that the root and state directories are still
@@ -70,7 +77,7 @@ func (s *Server) runtimeCondition() *runtimeapi.RuntimeCondition {
 // every call (a directory listing and one small file) so that a CNI installed
 // after berth started is picked up, as kubelet expects.
 func (s *Server) networkCondition() *runtimeapi.RuntimeCondition {
-	if _, err := network.LoadPodNetwork(s.cfg.CNI.ConfDir, s.cfg.CNI.BinDirs); err != nil {
+	if err := s.network.Ready(); err != nil {
 		return &runtimeapi.RuntimeCondition{
 			Type:    runtimeapi.NetworkReady,
 			Status:  false,

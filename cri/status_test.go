@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -110,12 +111,15 @@ func TestStatusAdvertisesNoUnbuiltFeatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.RuntimeHandlers) != 1 || resp.RuntimeHandlers[0].Name != "" {
-		t.Fatalf("want only the default handler, got %v", resp.RuntimeHandlers)
+	var names []string
+	for _, h := range resp.RuntimeHandlers {
+		names = append(names, h.Name)
+		if f := h.Features; f.GetRecursiveReadOnlyMounts() || f.GetUserNamespaces() {
+			t.Fatalf("handler %q advertises features that are not built: %v", h.Name, f)
+		}
 	}
-	f := resp.RuntimeHandlers[0].Features
-	if f.GetRecursiveReadOnlyMounts() || f.GetUserNamespaces() {
-		t.Fatalf("handler advertises features that are not built: %v", f)
+	if !slices.Equal(names, []string{"", "runc"}) {
+		t.Fatalf("handlers %q, want the default and the configured runc", names)
 	}
 	if rf := resp.Features; rf.GetSupplementalGroupsPolicy() || rf.GetUserNamespacesHostNetwork() || rf.GetMountOptions() {
 		t.Fatalf("runtime advertises features that are not built: %v", rf)

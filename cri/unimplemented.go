@@ -27,30 +27,6 @@ const (
 )
 
 // Pod sandboxes.
-func (s *Server) RunPodSandbox(context.Context, *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
-	return nil, notImplemented("RunPodSandbox", withPodSandboxes)
-}
-
-func (s *Server) StopPodSandbox(context.Context, *runtimeapi.StopPodSandboxRequest) (*runtimeapi.StopPodSandboxResponse, error) {
-	return nil, notImplemented("StopPodSandbox", withPodSandboxes)
-}
-
-func (s *Server) RemovePodSandbox(context.Context, *runtimeapi.RemovePodSandboxRequest) (*runtimeapi.RemovePodSandboxResponse, error) {
-	return nil, notImplemented("RemovePodSandbox", withPodSandboxes)
-}
-
-func (s *Server) PodSandboxStatus(context.Context, *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
-	return nil, notImplemented("PodSandboxStatus", withPodSandboxes)
-}
-
-func (s *Server) ListPodSandbox(context.Context, *runtimeapi.ListPodSandboxRequest) (*runtimeapi.ListPodSandboxResponse, error) {
-	return nil, notImplemented("ListPodSandbox", withPodSandboxes)
-}
-
-func (s *Server) StreamPodSandboxes(*runtimeapi.StreamPodSandboxesRequest, grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxesResponse]) error {
-	return notImplemented("StreamPodSandboxes", withPodSandboxes)
-}
-
 func (s *Server) PodSandboxStats(context.Context, *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
 	return nil, notImplemented("PodSandboxStats", withPodSandboxes)
 }

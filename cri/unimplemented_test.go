@@ -15,6 +15,8 @@ import (
 // Unimplemented naming itself. Add an RPC here when its work lands.
 var implemented = map[string]bool{
 	"Version": true, "Status": true, "RuntimeConfig": true, "UpdateRuntimeConfig": true,
+	"RunPodSandbox": true, "StopPodSandbox": true, "RemovePodSandbox": true, "PodSandboxStatus": true,
+	"ListPodSandbox": true, "StreamPodSandboxes": true,
 	"PullImage": true, "ListImages": true, "StreamImages": true, "ImageStatus": true, "RemoveImage": true, "ImageFsInfo": true,
 }
 

@@ -1,5 +1,8 @@
 // Package network owns pod networking: finding the CNI network config pods
-// join, the pod CIDR kubelet hands down, and (in later work) the pinned
-// network namespaces and CNI ADD/DEL through libcni. It knows nothing of gRPC;
-// its errors are containerd errdefs types that the CRI layer maps to codes.
+// join (LoadPodNetwork), the pod CIDRs kubelet hands down (PodCIDRs), the
+// pinned network namespaces pods live in (CreateNetNS, RemoveNetNS,
+// BringUpLoopback, ApplySysctls), and attaching pods to the network with CNI
+// ADD/DEL through libcni (Manager.Setup, Manager.Teardown). It knows nothing
+// of gRPC; its errors are containerd errdefs types that the CRI layer maps to
+// codes.
 package network

@@ -108,6 +108,9 @@ type DaemonOptions struct {
 	Root, State string
 	// CNIBinDir overrides the CNI plugin directory (default: an empty one).
 	CNIBinDir string
+	// Network gives the daemon the built CNI plugins and a bridge network
+	// of its own (Daemon.Network).
+	Network bool
 }
 
 // Daemon is a berth process started for a test, with its own socket, root,
@@ -116,6 +119,8 @@ type Daemon struct {
 	Socket, Root, State        string
 	CNIConfDir, CNIBinDir      string
 	RegistryConfigDir, LogPath string
+	// Network is the daemon's pod network when DaemonOptions.Network is set.
+	Network *PodNetwork
 
 	Conn    *grpc.ClientConn
 	Runtime runtimeapi.RuntimeServiceClient
@@ -166,6 +171,9 @@ func LaunchDaemon(t testing.TB, opts DaemonOptions) (*Daemon, error) {
 	if opts.CNIBinDir != "" {
 		d.CNIBinDir = opts.CNIBinDir
 	}
+	if opts.Network {
+		d.CNIBinDir = CNIPlugins(t)
+	}
 	if d.Socket == "" {
 		d.Socket = filepath.Join(ShortTempDir(t), "berth.sock")
 	}
@@ -173,6 +181,9 @@ func LaunchDaemon(t testing.TB, opts DaemonOptions) (*Daemon, error) {
 		if err := os.MkdirAll(p, 0o755); err != nil {
 			return nil, err
 		}
+	}
+	if opts.Network {
+		d.Network = AddPodNetwork(t, d.CNIConfDir)
 	}
 	args := []string{
 		"--listen", "unix://" + d.Socket, "--root", d.Root, "--state", d.State,
@@ -322,6 +333,9 @@ func (d *Daemon) Logs() string {
 
 func (d *Daemon) teardown(t testing.TB) {
 	if d.Conn != nil {
+		if !d.Exited() {
+			d.removePods(t)
+		}
 		d.Conn.Close()
 	}
 	if !d.Exited() {
@@ -340,6 +354,22 @@ func (d *Daemon) teardown(t testing.TB) {
 		unmountUnder(t, dir)
 	}
 	os.Remove(d.Socket)
+}
+
+// removePods removes every pod sandbox the daemon still has, so that its
+// network allocations, iptables rules and cgroups go the supported way.
+func (d *Daemon) removePods(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, err := d.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{})
+	if err != nil {
+		return // not built yet, or the daemon is wedged: the sweep below still runs
+	}
+	for _, sb := range list.Items {
+		if _, err := d.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sb.Id}); err != nil {
+			t.Errorf("cleanup: remove pod sandbox %s: %v", sb.Id, err)
+		}
+	}
 }
 
 // killProcessesReferring SIGKILLs processes whose command line names dir:

@@ -91,3 +91,13 @@ func CNIPlugins(t testing.TB) string {
 	t.Skipf("no CNI plugins: set %s to the output of `make cni-plugins`", CNIPluginsEnv)
 	return ""
 }
+
+// NewTargetIfExternal connects to $BERTH_CRI_ENDPOINT when it is set, and
+// returns nil otherwise (the caller starts a berth configured as it needs).
+func NewTargetIfExternal(t testing.TB) *Target {
+	t.Helper()
+	if os.Getenv(EndpointEnv) == "" {
+		return nil
+	}
+	return NewTarget(t)
+}

@@ -19,6 +19,7 @@ const (
 	DefaultStreamingAddress       = "127.0.0.1:0"
 	DefaultShutdownTimeout        = 10 * time.Second
 	DefaultMaxConcurrentDownloads = 3
+	DefaultShmSizeBytes           = 64 << 20
 	DefaultPullProgressTimeout    = time.Minute
 
 	// CurrentVersion is the config format version this build reads. A file
@@ -52,10 +53,20 @@ type Config struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for in-flight RPCs.
 	ShutdownTimeout Duration `toml:"shutdown_timeout" json:"shutdown_timeout"`
 
+	Runtime   RuntimeConfig   `toml:"runtime" json:"runtime"`
 	Log       LogConfig       `toml:"log" json:"log"`
 	CNI       CNIConfig       `toml:"cni" json:"cni"`
 	Image     ImageConfig     `toml:"image" json:"image"`
 	Streaming StreamingConfig `toml:"streaming" json:"streaming"`
+}
+
+// RuntimeConfig configures how pods and containers run.
+type RuntimeConfig struct {
+	// Handlers are the RuntimeClass handler names this node accepts besides
+	// the default (""); each runs containers with libcontainer.
+	Handlers []string `toml:"handlers" json:"handlers"`
+	// ShmSizeBytes is the size of each pod's /dev/shm tmpfs.
+	ShmSizeBytes int64 `toml:"shm_size_bytes" json:"shm_size_bytes"`
 }
 
 // LogConfig configures the daemon's structured log on stderr.
@@ -97,6 +108,7 @@ func Default() Config {
 		State:           DefaultState,
 		CgroupDriver:    CgroupDriverCgroupfs,
 		ShutdownTimeout: Duration(DefaultShutdownTimeout),
+		Runtime:         RuntimeConfig{Handlers: []string{"runc"}, ShmSizeBytes: DefaultShmSizeBytes},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		CNI:             CNIConfig{ConfDir: DefaultCNIConfDir, BinDirs: DefaultCNIBinDirs()},
 		Image: ImageConfig{

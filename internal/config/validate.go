@@ -83,6 +83,16 @@ func (c Config) Validate(o Origins) error {
 	default:
 		bad("log.format", c.Log.Format, `is not a log format: use "text" or "json"`)
 	}
+	seen := map[string]bool{}
+	for _, h := range c.Runtime.Handlers {
+		if h == "" || strings.ContainsAny(h, " /\t") || seen[h] {
+			bad("runtime.handlers", h, "must be distinct non-empty names without spaces or slashes (the default handler \"\" is always there)")
+		}
+		seen[h] = true
+	}
+	if n := c.Runtime.ShmSizeBytes; n < 1<<20 {
+		bad("runtime.shm_size_bytes", strconv.FormatInt(n, 10), "must be at least 1048576 (1 MiB)")
+	}
 	if n := c.Image.MaxConcurrentDownloads; n < 1 || n > 64 {
 		bad("image.max_concurrent_downloads", strconv.Itoa(n), "must be between 1 and 64")
 	}

@@ -1,0 +1,191 @@
+package conformance
+
+// Sandbox cases that look at the node itself: they need a berth started by
+// the suite (its state dir, its network's IP store).
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/sys/unix"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/berth-runtime/berth/conformance/framework"
+)
+
+func ownPodDaemon(t *testing.T) *framework.Daemon {
+	t.Helper()
+	framework.NewTarget(t).RequireOwnBerth(t)
+	return framework.StartDaemon(t, framework.DaemonOptions{Network: true})
+}
+
+func sandboxDir(d *framework.Daemon, id string) string {
+	return filepath.Join(d.State, "sandboxes", id)
+}
+
+func TestPodsReachEachOther(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Daemon: d}
+	a := runPod(t, tg, podConfig("reach-a"))
+	b := runPod(t, tg, podConfig("reach-b"))
+	ipA := podStatus(t, tg, a).GetNetwork().GetIp()
+
+	var lis net.Listener
+	err := ns.WithNetNSPath(filepath.Join(sandboxDir(d, a), "netns"), func(ns.NetNS) error {
+		var err error
+		lis, err = net.Listen("tcp", net.JoinHostPort(ipA, "0"))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	go func() {
+		if c, err := lis.Accept(); err == nil {
+			c.Write([]byte("hello from a"))
+			c.Close()
+		}
+	}()
+	var got []byte
+	err = ns.WithNetNSPath(filepath.Join(sandboxDir(d, b), "netns"), func(ns.NetNS) error {
+		c, err := net.DialTimeout("tcp", lis.Addr().String(), 10*time.Second)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		n, _ := c.Read(buf)
+		got = buf[:n]
+		return nil
+	})
+	if err != nil || string(got) != "hello from a" {
+		t.Fatalf("pod b to pod a at %s: %q %v", lis.Addr(), got, err)
+	}
+}
+
+func TestPodFilesAndNamespaces(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Daemon: d}
+	cfg := podConfig("files")
+	cfg.Hostname = "files-host"
+	cfg.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"10.96.0.10"}, Searches: []string{"conformance.svc.cluster.local", "svc.cluster.local"}, Options: []string{"ndots:5"}}
+	cfg.Linux.Sysctls = map[string]string{"net.ipv4.ip_unprivileged_port_start": "80", "kernel.shm_rmid_forced": "1"}
+	id := runPod(t, tg, cfg)
+	ip := podStatus(t, tg, id).GetNetwork().GetIp()
+	dir := sandboxDir(d, id)
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got := read("resolv.conf"); !strings.Contains(got, "nameserver 10.96.0.10") ||
+		!strings.Contains(got, "search conformance.svc.cluster.local svc.cluster.local") || !strings.Contains(got, "options ndots:5") {
+		t.Errorf("resolv.conf:\n%s", got)
+	}
+	if got := read("hostname"); got != "files-host\n" {
+		t.Errorf("hostname file %q", got)
+	}
+	if got := read("hosts"); !strings.Contains(got, ip+"\tfiles-host") && !strings.Contains(got, ip+" files-host") {
+		t.Errorf("hosts file lacks %s files-host:\n%s", ip, got)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Join(dir, "shm"), &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+		t.Errorf("pod /dev/shm is not a tmpfs: %v", err)
+	}
+	// The net sysctl is set in the pod's netns, not on the host.
+	var inPod string
+	err := ns.WithNetNSPath(filepath.Join(dir, "netns"), func(ns.NetNS) error {
+		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+		inPod = strings.TrimSpace(string(b))
+		return err
+	})
+	if err != nil || inPod != "80" {
+		t.Errorf("sysctl in the pod netns = %q, %v", inPod, err)
+	}
+	if host, _ := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); strings.TrimSpace(string(host)) == "80" {
+		t.Errorf("the pod's sysctl changed the host")
+	}
+	// Removal leaves no mount under the daemon's state dir.
+	if _, err := d.Runtime.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	if mounts, _ := framework.MountsUnder(d.State); len(mounts) != 0 {
+		t.Fatalf("mounts left after RemovePodSandbox: %v", mounts)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Fatalf("sandbox dir %s left behind", dir)
+	}
+}
+
+// CNI DEL runs even when the netns pin vanished behind berth's back, so
+// the IP is not leaked.
+func TestStopReleasesIPWithoutNetns(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Daemon: d}
+	id := runPod(t, tg, podConfig("lost-netns"))
+	pin := filepath.Join(sandboxDir(d, id), "netns")
+	if err := unix.Unmount(pin, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(pin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Runtime.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("StopPodSandbox without its netns: %v", err)
+	}
+	if ips := d.Network.AllocatedIPs(t); len(ips) != 0 {
+		t.Fatalf("IP leaked: %v", ips)
+	}
+}
+
+// A RunPodSandbox cut off by a crash (its record still says "creating") is
+// rolled back at the next start: nothing listed, IP released, no mounts.
+func TestInterruptedRunPodSandboxIsRolledBack(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Daemon: d}
+	id := runPod(t, tg, podConfig("interrupted"))
+	if err := d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Wait(30 * time.Second)
+	// Put the record back in the state a crash during creation leaves.
+	recPath := filepath.Join(d.Root, "sandboxes", id+".json")
+	b, err := os.ReadFile(recPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(b, &rec); err != nil {
+		t.Fatal(err)
+	}
+	rec["state"] = "creating"
+	b, _ = json.Marshal(rec)
+	if err := os.WriteFile(recPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Network.AllocatedIPs(t)) == 0 {
+		t.Fatal("test setup: the pod had no IP")
+	}
+	restarted := framework.StartDaemon(t, framework.DaemonOptions{Socket: d.Socket, Root: d.Root, State: d.State, CNIBinDir: d.CNIBinDir})
+	// The restarted daemon must find the network config the pod used.
+	resp, err := restarted.Runtime.ListPodSandbox(context.Background(), &runtimeapi.ListPodSandboxRequest{})
+	if err != nil || len(resp.Items) != 0 {
+		t.Fatalf("after restart: %v %v", resp.GetItems(), err)
+	}
+	if ips := d.Network.AllocatedIPs(t); len(ips) != 0 {
+		t.Fatalf("IP of the interrupted sandbox leaked: %v", ips)
+	}
+	if mounts, _ := framework.MountsUnder(d.State); len(mounts) != 0 {
+		t.Fatalf("mounts left: %v", mounts)
+	}
+}

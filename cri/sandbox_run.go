@@ -1,0 +1,88 @@
+package cri
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/berth-runtime/berth/network"
+	"github.com/berth-runtime/berth/sandbox"
+	"github.com/containerd/errdefs"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// RunPodSandbox creates the pod's namespaces, network, files and cgroup.
+func (s *Server) RunPodSandbox(ctx context.Context, req *runtimeapi.RunPodSandboxRequest) (*runtimeapi.RunPodSandboxResponse, error) {
+	cfg, err := toSandboxConfig(req.GetConfig(), req.GetRuntimeHandler())
+	if err != nil {
+		return nil, err
+	}
+	sb, err := s.sandboxes.Run(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &runtimeapi.RunPodSandboxResponse{PodSandboxId: sb.ID}, nil
+}
+
+func toSandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) (sandbox.Config, error) {
+	if c == nil || c.Metadata == nil {
+		return sandbox.Config{}, fmt.Errorf("%w: RunPodSandbox needs config.metadata (name, namespace, uid)", errdefs.ErrInvalidArgument)
+	}
+	nsOpts := c.GetLinux().GetSecurityContext().GetNamespaceOptions()
+	cfg := sandbox.Config{
+		Metadata: sandbox.Metadata{
+			Name: c.Metadata.Name, Namespace: c.Metadata.Namespace, UID: c.Metadata.Uid, Attempt: c.Metadata.Attempt,
+		},
+		Hostname:       c.Hostname,
+		LogDirectory:   c.LogDirectory,
+		Labels:         c.Labels,
+		Annotations:    c.Annotations,
+		CgroupParent:   c.GetLinux().GetCgroupParent(),
+		HostNetwork:    nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE,
+		HostPID:        nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE,
+		HostIPC:        nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE,
+		Sysctls:        c.GetLinux().GetSysctls(),
+		Resources:      toResources(c.GetLinux().GetResources()),
+		Overhead:       toResources(c.GetLinux().GetOverhead()),
+		RuntimeHandler: handler,
+	}
+	if d := c.DnsConfig; d != nil {
+		cfg.DNS = &sandbox.DNSConfig{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
+	}
+	for _, pm := range c.PortMappings {
+		if pm.HostPort <= 0 {
+			continue // a containerPort without hostPort needs no mapping
+		}
+		if pm.HostPort > 65535 || pm.ContainerPort <= 0 || pm.ContainerPort > 65535 {
+			return cfg, fmt.Errorf("%w: port mapping %d->%d is out of range", errdefs.ErrInvalidArgument, pm.HostPort, pm.ContainerPort)
+		}
+		cfg.PortMappings = append(cfg.PortMappings, network.PortMapping{
+			HostPort: pm.HostPort, ContainerPort: pm.ContainerPort,
+			Protocol: strings.ToLower(pm.Protocol.String()), HostIP: pm.HostIp,
+		})
+	}
+	return cfg, nil
+}
+
+func toResources(r *runtimeapi.LinuxContainerResources) *sandbox.Resources {
+	if r == nil {
+		return nil
+	}
+	out := &sandbox.Resources{
+		CPUPeriod:       r.CpuPeriod,
+		CPUQuota:        r.CpuQuota,
+		CPUShares:       r.CpuShares,
+		MemoryLimit:     r.MemoryLimitInBytes,
+		MemorySwapLimit: r.MemorySwapLimitInBytes,
+		CPUSetCPUs:      r.CpusetCpus,
+		CPUSetMems:      r.CpusetMems,
+		Unified:         r.Unified,
+	}
+	for _, h := range r.HugepageLimits {
+		if out.HugepageLimits == nil {
+			out.HugepageLimits = map[string]uint64{}
+		}
+		out.HugepageLimits[h.PageSize] = h.Limit
+	}
+	return out
+}

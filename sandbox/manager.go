@@ -1,0 +1,367 @@
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-runtime/berth/network"
+	"github.com/containerd/errdefs"
+)
+
+// Options configure the sandbox manager.
+type Options struct {
+	// Root keeps sandbox records (<root>/sandboxes); State their runtime
+	// directories (<state>/sandboxes/<id>).
+	Root, State  string
+	CgroupDriver string
+	// Handlers are the runtime handler names accepted besides "".
+	Handlers []string
+	// ShmSize is the size of each pod's /dev/shm tmpfs in bytes.
+	ShmSize  int64
+	Network  *network.Manager
+	PodCIDRs *network.PodCIDRs
+	Log      *slog.Logger
+}
+
+// Manager runs pod sandboxes: namespaces pinned without an infra process,
+// CNI networking, per-pod files and the pod cgroup.
+type Manager struct {
+	opts    Options
+	log     *slog.Logger
+	records recordStore
+
+	mu        sync.RWMutex
+	sandboxes map[string]*Sandbox
+	// reserved maps kubelet's identity of a pod attempt to the sandbox
+	// made (or being made) for it; see reserve.go.
+	reserved map[string]*reservation
+	// locks serialise lifecycle operations per sandbox.
+	locks map[string]*sync.Mutex
+}
+
+// NewManager loads the sandbox records and reconciles them with what
+// survived (see recover.go).
+func NewManager(ctx context.Context, opts Options) (*Manager, error) {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.ShmSize <= 0 {
+		opts.ShmSize = 64 << 20
+	}
+	m := &Manager{
+		opts:      opts,
+		log:       opts.Log,
+		records:   recordStore{dir: filepath.Join(opts.Root, "sandboxes")},
+		sandboxes: map[string]*Sandbox{},
+		reserved:  map[string]*reservation{},
+		locks:     map[string]*sync.Mutex{},
+	}
+	if err := os.MkdirAll(filepath.Join(opts.State, "sandboxes"), 0o711); err != nil {
+		return nil, fmt.Errorf("create sandbox state dir: %w", err)
+	}
+	m.recover(ctx)
+	return m, nil
+}
+
+// lock returns the per-sandbox mutex, locked.
+func (m *Manager) lock(id string) func() {
+	m.mu.Lock()
+	l, ok := m.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		m.locks[id] = l
+	}
+	m.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// Run creates a pod sandbox. A kubelet retry of a request still running or
+// already done gets the same sandbox; a conflicting request for the same
+// pod attempt is AlreadyExists.
+func (m *Manager) Run(ctx context.Context, cfg Config) (Sandbox, error) {
+	if err := m.validate(cfg); err != nil {
+		return Sandbox{}, err
+	}
+	res, first, err := m.reserve(cfg)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	if !first {
+		return m.awaitReservation(ctx, res)
+	}
+	sb, err := m.create(ctx, cfg)
+	m.finishReservation(cfg.Metadata, res, sb, err)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	return sb.clone(), nil
+}
+
+func (m *Manager) validate(cfg Config) error {
+	md := cfg.Metadata
+	if md.Name == "" || md.Namespace == "" || md.UID == "" {
+		return fmt.Errorf("%w: pod sandbox metadata needs name, namespace and uid (got %q, %q, %q)",
+			errdefs.ErrInvalidArgument, md.Name, md.Namespace, md.UID)
+	}
+	if h := cfg.RuntimeHandler; h != "" && !slices.Contains(m.opts.Handlers, h) {
+		return fmt.Errorf("%w: unknown runtime handler %q: this node has %q (see runtime.handlers in the berth config)",
+			errdefs.ErrInvalidArgument, h, m.opts.Handlers)
+	}
+	if _, _, err := SplitSysctls(cfg.Sysctls, cfg.HostNetwork, cfg.HostIPC); err != nil {
+		return err
+	}
+	return nil
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// create makes every resource of a new sandbox, recording the sandbox as
+// creating first so that a crash in between is rolled back at restart. On
+// failure it undoes what it made.
+func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr error) {
+	sb := &Sandbox{
+		ID:         newID(),
+		Config:     cfg,
+		CreatedAt:  time.Now(),
+		State:      StateCreating,
+		ConfigHash: cfg.hash(),
+	}
+	sb.Dir = filepath.Join(m.opts.State, "sandboxes", sb.ID)
+	log := m.log.With("pod_id", sb.ID, "pod", cfg.Metadata.Namespace+"/"+cfg.Metadata.Name)
+	if err := m.records.save(sb); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if retErr != nil {
+			if err := m.teardown(context.WithoutCancel(ctx), sb); err != nil {
+				log.ErrorContext(ctx, "could not undo a failed RunPodSandbox; it is retried at the next start", "error", err)
+				return
+			}
+			_ = m.records.delete(sb.ID)
+		}
+	}()
+	if err := os.MkdirAll(sb.Dir, 0o711); err != nil {
+		return nil, fmt.Errorf("create sandbox dir: %w", err)
+	}
+	netSysctls, ipcSysctls, _ := SplitSysctls(cfg.Sysctls, cfg.HostNetwork, cfg.HostIPC)
+
+	cg, err := EnsurePodCgroup(ctx, m.opts.CgroupDriver, cfg.CgroupParent, sb.ID, cfg.Resources.WithOverhead(cfg.Overhead))
+	if err != nil {
+		return nil, err
+	}
+	sb.Cgroup = cg.State()
+	pinned, err := CreatePinnedNamespaces(sb.Dir, NamespaceOptions{
+		IPC: !cfg.HostIPC, UTS: !cfg.HostNetwork, Hostname: cfg.Hostname, IPCSysctls: ipcSysctls,
+	})
+	if err != nil {
+		return nil, err
+	}
+	sb.Namespaces = pinned
+	if !cfg.HostNetwork {
+		if err := m.setupNetwork(ctx, sb, netSysctls); err != nil {
+			return nil, err
+		}
+	}
+	files, err := WritePodFiles(sb.Dir, PodFilesOptions{
+		Hostname: cfg.Hostname, DNS: cfg.DNS, IPs: sb.IPs, HostNetwork: cfg.HostNetwork,
+		HostIPC: cfg.HostIPC, ShmSize: m.opts.ShmSize,
+	})
+	if err != nil {
+		return nil, err
+	}
+	sb.Files = files
+	sb.State = StateReady
+	if err := m.records.save(sb); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.sandboxes[sb.ID] = sb
+	m.mu.Unlock()
+	log.InfoContext(ctx, "pod sandbox ready", "ips", sb.IPs, "host_network", cfg.HostNetwork)
+	return sb, nil
+}
+
+// setupNetwork pins a network namespace, brings up loopback, applies the
+// net.* sysctls and runs CNI ADD, recording the pod's IPs.
+func (m *Manager) setupNetwork(ctx context.Context, sb *Sandbox, sysctls map[string]string) error {
+	pin := filepath.Join(sb.Dir, "netns")
+	if err := network.CreateNetNS(pin); err != nil {
+		return err
+	}
+	sb.NetNS = pin
+	// Saved now: if berth dies during CNI ADD, the restart must know the
+	// netns (and so run CNI DEL for it) to release any IP it got.
+	if err := m.records.save(sb); err != nil {
+		return err
+	}
+	if err := network.BringUpLoopback(pin); err != nil {
+		return err
+	}
+	if err := network.ApplySysctls(pin, sysctls); err != nil {
+		return err
+	}
+	res, err := m.opts.Network.Setup(ctx, m.attachment(sb))
+	if err != nil {
+		return err
+	}
+	for _, ip := range res.IPs {
+		sb.IPs = append(sb.IPs, ip.String())
+	}
+	return nil
+}
+
+func (m *Manager) attachment(sb *Sandbox) network.Attachment {
+	cfg := sb.Config
+	a := network.Attachment{
+		PodID: sb.ID, PodName: cfg.Metadata.Name, PodNamespace: cfg.Metadata.Namespace, PodUID: cfg.Metadata.UID,
+		NetNSPath:        sb.NetNS,
+		PortMappings:     cfg.PortMappings,
+		IngressBandwidth: cfg.Annotations["kubernetes.io/ingress-bandwidth"],
+		EgressBandwidth:  cfg.Annotations["kubernetes.io/egress-bandwidth"],
+	}
+	if m.opts.PodCIDRs != nil {
+		a.PodCIDRs = m.opts.PodCIDRs.Get()
+	}
+	if d := cfg.DNS; d != nil {
+		a.DNS = &network.DNS{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
+	}
+	return a
+}
+
+// Stop tears the pod network down (CNI DEL always runs, so no IP leaks) and
+// marks the sandbox not ready. A missing or stopped sandbox is success.
+func (m *Manager) Stop(ctx context.Context, id string) error {
+	sb, err := m.lookup(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	unlock := m.lock(sb.ID)
+	defer unlock()
+	if err := m.stopNetwork(ctx, sb); err != nil {
+		return err
+	}
+	if sb.State != StateNotReady {
+		m.mu.Lock()
+		sb.State = StateNotReady
+		m.mu.Unlock()
+		if err := m.records.save(sb); err != nil {
+			return err
+		}
+		m.log.InfoContext(ctx, "pod sandbox stopped", "pod_id", sb.ID)
+	}
+	return nil
+}
+
+// stopNetwork runs CNI DEL and removes the netns pin. It runs even for a
+// stopped sandbox whose earlier teardown failed half-way.
+func (m *Manager) stopNetwork(ctx context.Context, sb *Sandbox) error {
+	if sb.Config.HostNetwork || sb.NetNS == "" {
+		return nil
+	}
+	if err := m.opts.Network.Teardown(ctx, m.attachment(sb)); err != nil {
+		return err
+	}
+	return network.RemoveNetNS(sb.NetNS)
+}
+
+// Remove stops the sandbox if needed and removes everything it owns. A
+// missing sandbox is success.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	sb, err := m.lookup(id)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	unlock := m.lock(sb.ID)
+	defer unlock()
+	if err := m.teardown(ctx, sb); err != nil {
+		return err
+	}
+	if err := m.records.delete(sb.ID); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	delete(m.sandboxes, sb.ID)
+	delete(m.reserved, sb.Config.Metadata.reservationKey())
+	delete(m.locks, sb.ID)
+	m.mu.Unlock()
+	m.log.InfoContext(ctx, "pod sandbox removed", "pod_id", sb.ID)
+	return nil
+}
+
+// teardown releases every resource of sb, in reverse order of creation.
+// Each step tolerates what is already gone, so it can be repeated.
+func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
+	var errs []error
+	errs = append(errs, m.stopNetwork(ctx, sb))
+	errs = append(errs, RemovePodFiles(sb.Dir))
+	// From the directory, not the record: a crash can come between pinning
+	// and saving the record, and removal of absent pins is harmless.
+	errs = append(errs, RemovePinnedNamespaces(PinPaths(sb.Dir)))
+	if sb.Cgroup.Path != "" {
+		errs = append(errs, LoadPodCgroup(sb.Cgroup).Remove())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("tear down pod sandbox %s: %w", sb.ID, err)
+	}
+	if err := os.RemoveAll(sb.Dir); err != nil {
+		return fmt.Errorf("remove sandbox dir: %w", err)
+	}
+	return nil
+}
+
+// lookup finds a sandbox by full ID or unique ID prefix.
+func (m *Manager) lookup(idOrPrefix string) (*Sandbox, error) {
+	if idOrPrefix == "" {
+		return nil, fmt.Errorf("%w: pod sandbox ID is empty", errdefs.ErrInvalidArgument)
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if sb, ok := m.sandboxes[idOrPrefix]; ok {
+		return sb, nil
+	}
+	var found *Sandbox
+	for id, sb := range m.sandboxes {
+		if strings.HasPrefix(id, idOrPrefix) {
+			if found != nil {
+				return nil, fmt.Errorf("%w: pod sandbox ID prefix %q is ambiguous", errdefs.ErrInvalidArgument, idOrPrefix)
+			}
+			found = sb
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("%w: pod sandbox %q does not exist", errdefs.ErrNotFound, idOrPrefix)
+	}
+	return found, nil
+}
+
+// Get returns a sandbox by ID or unique ID prefix.
+func (m *Manager) Get(idOrPrefix string) (Sandbox, error) {
+	sb, err := m.lookup(idOrPrefix)
+	if err != nil {
+		return Sandbox{}, err
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return sb.clone(), nil
+}
