@@ -51,10 +51,6 @@ func (s *Server) StreamPodSandboxMetrics(*runtimeapi.StreamPodSandboxMetricsRequ
 	return notImplemented("StreamPodSandboxMetrics", withPodSandboxes)
 }
 
-func (s *Server) UpdatePodSandboxResources(context.Context, *runtimeapi.UpdatePodSandboxResourcesRequest) (*runtimeapi.UpdatePodSandboxResourcesResponse, error) {
-	return nil, notImplemented("UpdatePodSandboxResources", withPodSandboxes)
-}
-
 // Containers.
 func (s *Server) CreateContainer(context.Context, *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {
 	return nil, notImplemented("CreateContainer", withContainers)

@@ -16,7 +16,7 @@ import (
 var implemented = map[string]bool{
 	"Version": true, "Status": true, "RuntimeConfig": true, "UpdateRuntimeConfig": true,
 	"RunPodSandbox": true, "StopPodSandbox": true, "RemovePodSandbox": true, "PodSandboxStatus": true,
-	"ListPodSandbox": true, "StreamPodSandboxes": true,
+	"ListPodSandbox": true, "StreamPodSandboxes": true, "UpdatePodSandboxResources": true,
 	"PullImage": true, "ListImages": true, "StreamImages": true, "ImageStatus": true, "RemoveImage": true, "ImageFsInfo": true,
 }
 
