@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -187,5 +188,48 @@ func TestInterruptedRunPodSandboxIsRolledBack(t *testing.T) {
 	}
 	if mounts, _ := framework.MountsUnder(d.State); len(mounts) != 0 {
 		t.Fatalf("mounts left: %v", mounts)
+	}
+}
+
+// A pod with one PID namespace (pid: POD) gets a holder process as its
+// PID 1, from berth's own binary; stopping the pod ends it.
+func TestSharedPIDNamespaceHolder(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Daemon: d}
+	cfg := hostNetwork(podConfig("shared-pid"))
+	cfg.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_POD
+	id := runPod(t, tg, cfg)
+	if got := podStatus(t, tg, id).GetLinux().GetNamespaces().GetOptions().GetPid(); got != runtimeapi.NamespaceMode_POD {
+		t.Fatalf("pid mode %v", got)
+	}
+	resp, err := d.Runtime.PodSandboxStatus(context.Background(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info struct {
+		PIDHolder struct{ PID int } `json:"pid_holder"`
+	}
+	if err := json.Unmarshal([]byte(resp.Info["info"]), &info); err != nil || info.PIDHolder.PID == 0 {
+		t.Fatalf("no holder in %s (%v)", resp.Info["info"], err)
+	}
+	pid := info.PIDHolder.PID
+	// It is PID 1 of its own namespace.
+	status, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil || !strings.Contains(string(status), "NSpid:\t"+strconv.Itoa(pid)+"\t1\n") {
+		t.Fatalf("holder %d is not PID 1 of a pod namespace:\n%s", pid, status)
+	}
+	if _, err := d.Runtime.StopPodSandbox(context.Background(), &runtimeapi.StopPodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+		return err != nil || strings.Contains(string(b), ") Z ")
+	})
+	// Default pods (pid: CONTAINER) get no holder.
+	plain := hostNetwork(podConfig("container-pid"))
+	plain.Linux.SecurityContext.NamespaceOptions.Pid = runtimeapi.NamespaceMode_CONTAINER
+	id2 := runPod(t, tg, plain)
+	if got := podStatus(t, tg, id2).GetLinux().GetNamespaces().GetOptions().GetPid(); got != runtimeapi.NamespaceMode_CONTAINER {
+		t.Fatalf("pid mode %v", got)
 	}
 }

@@ -40,6 +40,7 @@ func toSandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 		CgroupParent:   c.GetLinux().GetCgroupParent(),
 		HostNetwork:    nsOpts.GetNetwork() == runtimeapi.NamespaceMode_NODE,
 		HostPID:        nsOpts.GetPid() == runtimeapi.NamespaceMode_NODE,
+		SharedPID:      nsOpts.GetPid() == runtimeapi.NamespaceMode_POD,
 		HostIPC:        nsOpts.GetIpc() == runtimeapi.NamespaceMode_NODE,
 		Sysctls:        c.GetLinux().GetSysctls(),
 		Resources:      toResources(c.GetLinux().GetResources()),

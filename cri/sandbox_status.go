@@ -49,6 +49,16 @@ func nsMode(host bool) runtimeapi.NamespaceMode {
 	return runtimeapi.NamespaceMode_POD
 }
 
+func pidMode(c sandbox.Config) runtimeapi.NamespaceMode {
+	switch {
+	case c.HostPID:
+		return runtimeapi.NamespaceMode_NODE
+	case c.SharedPID:
+		return runtimeapi.NamespaceMode_POD
+	}
+	return runtimeapi.NamespaceMode_CONTAINER
+}
+
 func toSandboxStatus(sb sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
 	st := &runtimeapi.PodSandboxStatus{
 		Id:        sb.ID,
@@ -58,7 +68,7 @@ func toSandboxStatus(sb sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
 		Network:   &runtimeapi.PodSandboxNetworkStatus{},
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
 			Network: nsMode(sb.Config.HostNetwork),
-			Pid:     nsMode(sb.Config.HostPID),
+			Pid:     pidMode(sb.Config),
 			Ipc:     nsMode(sb.Config.HostIPC),
 		}}},
 		Labels:         sb.Config.Labels,

@@ -165,6 +165,17 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 		return nil, err
 	}
 	sb.Cgroup = cg.State()
+	if cfg.SharedPID && !cfg.HostPID {
+		holder, err := startHolder(ctx, sb.Dir, cg)
+		if err != nil {
+			return nil, err
+		}
+		sb.PIDHolder = holder
+		// Saved at once: a crash from here on must find and stop it.
+		if err := m.records.save(sb); err != nil {
+			return nil, err
+		}
+	}
 	pinned, err := CreatePinnedNamespaces(sb.Dir, NamespaceOptions{
 		IPC: !cfg.HostIPC, UTS: !cfg.HostNetwork, Hostname: cfg.Hostname, IPCSysctls: ipcSysctls,
 	})
@@ -255,6 +266,11 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	}
 	unlock := m.lock(sb.ID)
 	defer unlock()
+	// Stopping a pod ends its processes: with a shared PID namespace,
+	// ending the holder (its PID 1) does that.
+	if err := stopHolder(ctx, sb.PIDHolder); err != nil {
+		return err
+	}
 	if err := m.stopNetwork(ctx, sb); err != nil {
 		return err
 	}
@@ -314,6 +330,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
 	var errs []error
 	errs = append(errs, m.stopNetwork(ctx, sb))
+	errs = append(errs, stopHolder(ctx, sb.PIDHolder))
 	errs = append(errs, RemovePodFiles(sb.Dir))
 	// From the directory, not the record: a crash can come between pinning
 	// and saving the record, and removal of absent pins is harmless.

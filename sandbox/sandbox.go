@@ -32,21 +32,24 @@ type Metadata struct {
 
 // Config is what RunPodSandbox asks for, in berth's own terms.
 type Config struct {
-	Metadata       Metadata              `json:"metadata"`
-	Hostname       string                `json:"hostname,omitempty"`
-	LogDirectory   string                `json:"log_directory,omitempty"`
-	DNS            *DNSConfig            `json:"dns,omitempty"`
-	PortMappings   []network.PortMapping `json:"port_mappings,omitempty"`
-	Labels         map[string]string     `json:"labels,omitempty"`
-	Annotations    map[string]string     `json:"annotations,omitempty"`
-	CgroupParent   string                `json:"cgroup_parent,omitempty"`
-	HostNetwork    bool                  `json:"host_network,omitempty"`
-	HostPID        bool                  `json:"host_pid,omitempty"`
-	HostIPC        bool                  `json:"host_ipc,omitempty"`
-	Sysctls        map[string]string     `json:"sysctls,omitempty"`
-	Resources      *Resources            `json:"resources,omitempty"`
-	Overhead       *Resources            `json:"overhead,omitempty"`
-	RuntimeHandler string                `json:"runtime_handler,omitempty"`
+	Metadata     Metadata              `json:"metadata"`
+	Hostname     string                `json:"hostname,omitempty"`
+	LogDirectory string                `json:"log_directory,omitempty"`
+	DNS          *DNSConfig            `json:"dns,omitempty"`
+	PortMappings []network.PortMapping `json:"port_mappings,omitempty"`
+	Labels       map[string]string     `json:"labels,omitempty"`
+	Annotations  map[string]string     `json:"annotations,omitempty"`
+	CgroupParent string                `json:"cgroup_parent,omitempty"`
+	HostNetwork  bool                  `json:"host_network,omitempty"`
+	HostPID      bool                  `json:"host_pid,omitempty"`
+	// SharedPID: one PID namespace for the whole pod (pid: POD), held by
+	// a holder process; otherwise each container gets its own.
+	SharedPID      bool              `json:"shared_pid,omitempty"`
+	HostIPC        bool              `json:"host_ipc,omitempty"`
+	Sysctls        map[string]string `json:"sysctls,omitempty"`
+	Resources      *Resources        `json:"resources,omitempty"`
+	Overhead       *Resources        `json:"overhead,omitempty"`
+	RuntimeHandler string            `json:"runtime_handler,omitempty"`
 }
 
 // hash identifies a request: a kubelet retry of a timed-out RunPodSandbox
@@ -81,6 +84,8 @@ type Sandbox struct {
 	// IPs are the pod's addresses, primary first.
 	IPs    []string    `json:"ips,omitempty"`
 	Cgroup CgroupState `json:"cgroup"`
+	// PIDHolder holds the pod's PID namespace (pid: POD); nil otherwise.
+	PIDHolder *Holder `json:"pid_holder,omitempty"`
 }
 
 // clone returns a copy callers may keep.

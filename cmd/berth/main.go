@@ -21,6 +21,9 @@ import (
 func main() {
 	// Must come first: as a container's init this process never returns here.
 	libctinit.RunIfInit()
+	if len(os.Args) == 2 && os.Args[1] == podHolderCommand {
+		os.Exit(runPodHolder())
+	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
