@@ -9,6 +9,8 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/berth-runtime/berth/internal/sysctl"
+
 	"github.com/containerd/errdefs"
 	"github.com/containernetworking/plugins/pkg/ns"
 )
@@ -81,17 +83,7 @@ func sysctlPath(key string) (string, error) {
 	if !strings.HasPrefix(key, "net.") {
 		return "", fmt.Errorf("%w: sysctl %q is not a net.* sysctl; only those are set in the pod network namespace", errdefs.ErrInvalidArgument, key)
 	}
-	// Swap the separators: dots become path separators, slashes become the
-	// dots inside a component (runc's convention).
-	rel := strings.Map(func(r rune) rune {
-		switch r {
-		case '.':
-			return '/'
-		case '/':
-			return '.'
-		}
-		return r
-	}, key)
+	rel := sysctl.SwapSeparators(key)
 	for _, c := range strings.Split(rel, "/") {
 		if c == "" || c == "." || c == ".." || strings.ContainsRune(c, 0) {
 			return "", fmt.Errorf("%w: sysctl %q is not a valid sysctl name", errdefs.ErrInvalidArgument, key)

@@ -5,6 +5,8 @@ import (
 	"path"
 	"strings"
 
+	"github.com/berth-runtime/berth/internal/sysctl"
+
 	"github.com/containerd/errdefs"
 )
 
@@ -110,7 +112,7 @@ func normalizeSysctlName(raw string) (string, error) {
 	// sysctl(8): the first separator decides the form. In the slash form a
 	// dot is part of a component, so the two separators swap places.
 	if i := strings.IndexAny(raw, "./"); i >= 0 && raw[i] == '/' {
-		name = swapSysctlSeparators(raw)
+		name = sysctl.SwapSeparators(raw)
 	}
 	for _, c := range strings.Split(name, ".") {
 		if c == "" {
@@ -124,21 +126,8 @@ func normalizeSysctlName(raw string) (string, error) {
 	return name, nil
 }
 
-// swapSysctlSeparators turns the dotted form into the slash form and back.
-func swapSysctlSeparators(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '.':
-			return '/'
-		case '/':
-			return '.'
-		}
-		return r
-	}, s)
-}
-
 // sysctlPath is the /proc/sys file of a dotted sysctl name that
 // normalizeSysctlName accepted.
 func sysctlPath(name string) string {
-	return path.Join("/proc/sys", swapSysctlSeparators(name))
+	return path.Join("/proc/sys", sysctl.SwapSeparators(name))
 }
