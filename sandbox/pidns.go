@@ -28,6 +28,9 @@ type Holder struct {
 	Pin string `json:"pin"`
 }
 
+// sandboxOOMScoreAdj is what kubelet and containerd give a pod's infra process.
+const sandboxOOMScoreAdj = -998
+
 // holderBinary is re-executed as the holder: the running berth itself, even
 // if its file was replaced by an upgrade since.
 const holderBinary = "/proc/self/exe"
@@ -51,6 +54,13 @@ func startHolder(ctx context.Context, dir string, cg *PodCgroup) (*Holder, error
 	}
 	if err == nil {
 		h.StartTime = start
+		// Like an infra container, the holder should be the last thing the
+		// OOM killer picks (-998, as containerd gives sandboxes), clamped to
+		// what this process may set.
+		adj := strconv.Itoa(ClampOOMScoreAdj(sandboxOOMScoreAdj))
+		err = os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", h.PID), []byte(adj), 0)
+	}
+	if err == nil {
 		err = pinNamespace(fmt.Sprintf("/proc/%d/ns/pid", h.PID), h.Pin)
 	}
 	if err != nil {
