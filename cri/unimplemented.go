@@ -19,37 +19,11 @@ func notImplemented(rpc, comesWith string) error {
 }
 
 const (
-	withPodSandboxes = "the pod sandbox work"
-	withContainers   = "the container work"
-	withStreaming    = "the streaming work (exec, attach, port-forward)"
-	withCheckpoints  = "checkpoint/restore support, which is not planned yet"
-	withImages       = "the image service work"
+	withContainers  = "the container work"
+	withStreaming   = "the streaming work (exec, attach, port-forward)"
+	withCheckpoints = "checkpoint/restore support, which is not planned yet"
+	withImages      = "the image service work"
 )
-
-// Pod sandboxes.
-func (s *Server) PodSandboxStats(context.Context, *runtimeapi.PodSandboxStatsRequest) (*runtimeapi.PodSandboxStatsResponse, error) {
-	return nil, notImplemented("PodSandboxStats", withPodSandboxes)
-}
-
-func (s *Server) ListPodSandboxStats(context.Context, *runtimeapi.ListPodSandboxStatsRequest) (*runtimeapi.ListPodSandboxStatsResponse, error) {
-	return nil, notImplemented("ListPodSandboxStats", withPodSandboxes)
-}
-
-func (s *Server) StreamPodSandboxStats(*runtimeapi.StreamPodSandboxStatsRequest, grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxStatsResponse]) error {
-	return notImplemented("StreamPodSandboxStats", withPodSandboxes)
-}
-
-func (s *Server) ListMetricDescriptors(context.Context, *runtimeapi.ListMetricDescriptorsRequest) (*runtimeapi.ListMetricDescriptorsResponse, error) {
-	return nil, notImplemented("ListMetricDescriptors", withPodSandboxes)
-}
-
-func (s *Server) ListPodSandboxMetrics(context.Context, *runtimeapi.ListPodSandboxMetricsRequest) (*runtimeapi.ListPodSandboxMetricsResponse, error) {
-	return nil, notImplemented("ListPodSandboxMetrics", withPodSandboxes)
-}
-
-func (s *Server) StreamPodSandboxMetrics(*runtimeapi.StreamPodSandboxMetricsRequest, grpc.ServerStreamingServer[runtimeapi.StreamPodSandboxMetricsResponse]) error {
-	return notImplemented("StreamPodSandboxMetrics", withPodSandboxes)
-}
 
 // Containers.
 func (s *Server) CreateContainer(context.Context, *runtimeapi.CreateContainerRequest) (*runtimeapi.CreateContainerResponse, error) {

@@ -17,6 +17,8 @@ var implemented = map[string]bool{
 	"Version": true, "Status": true, "RuntimeConfig": true, "UpdateRuntimeConfig": true,
 	"RunPodSandbox": true, "StopPodSandbox": true, "RemovePodSandbox": true, "PodSandboxStatus": true,
 	"ListPodSandbox": true, "StreamPodSandboxes": true, "UpdatePodSandboxResources": true,
+	"PodSandboxStats": true, "ListPodSandboxStats": true, "StreamPodSandboxStats": true,
+	"ListMetricDescriptors": true, "ListPodSandboxMetrics": true, "StreamPodSandboxMetrics": true,
 	"PullImage": true, "ListImages": true, "StreamImages": true, "ImageStatus": true, "RemoveImage": true, "ImageFsInfo": true,
 }
 

@@ -47,6 +47,8 @@ type Manager struct {
 	reserved map[string]*reservation
 	// locks serialise lifecycle operations per sandbox.
 	locks map[string]*sync.Mutex
+	// stats keeps the previous CPU sample per sandbox for usage rates.
+	stats statsCache
 }
 
 // NewManager loads the sandbox records and reconciles them with what
