@@ -74,8 +74,9 @@ test: fmt-check vet cni-plugins
 		$(GO) test -race -tags '$(TAGS)' -timeout 25m -count=1 ./...
 
 ## bench: benchmarks (speed and memory live here, never in timed test assertions)
-bench:
-	$(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchmem ./...
+bench: cni-plugins
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench runs real pods and pulls: run it as root"; exit 1; fi
+	BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchmem ./...
 
 clean:
 	rm -rf bin

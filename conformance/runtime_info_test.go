@@ -71,8 +71,7 @@ func TestStatusNetworkNotReadyWithoutCNIConfig(t *testing.T) {
 
 // With the shipped default network and the real plugins, the network is ready.
 func TestStatusNetworkReadyWithDefaultCNIConfig(t *testing.T) {
-	tg := framework.NewTarget(t)
-	tg.RequireOwnBerth(t)
+	framework.SkipIfExternal(t)
 	d := framework.StartDaemon(t, framework.DaemonOptions{CNIBinDir: framework.CNIPlugins(t)})
 	conflist, err := os.ReadFile("../contrib/cni/10-berth-bridge.conflist")
 	if err != nil {
@@ -121,8 +120,7 @@ func TestRuntimeConfigCgroupDriver(t *testing.T) {
 }
 
 func TestRuntimeConfigSystemdDriver(t *testing.T) {
-	tg := framework.NewTarget(t)
-	tg.RequireOwnBerth(t)
+	framework.SkipIfExternal(t)
 	d := framework.StartDaemon(t, framework.DaemonOptions{Args: []string{"--cgroup-driver", "systemd"}})
 	resp, err := d.Runtime.RuntimeConfig(context.Background(), &runtimeapi.RuntimeConfigRequest{})
 	if err != nil {

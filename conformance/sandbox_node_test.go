@@ -24,7 +24,7 @@ import (
 
 func ownPodDaemon(t *testing.T) *framework.Daemon {
 	t.Helper()
-	framework.NewTarget(t).RequireOwnBerth(t)
+	framework.SkipIfExternal(t)
 	return framework.StartDaemon(t, framework.DaemonOptions{Network: true})
 }
 

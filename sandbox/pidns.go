@@ -76,35 +76,46 @@ func stopHolder(ctx context.Context, h *Holder) error {
 	if h == nil {
 		return nil
 	}
-	if h.PID > 0 && holderAlive(h) {
+	if exists, zombie := holderState(h); exists && !zombie {
 		if err := unix.Kill(h.PID, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 			return fmt.Errorf("stop PID namespace holder %d: %w", h.PID, err)
 		}
-		// Wait until it is gone: the pod cgroup cannot be removed before.
-		for delay := time.Millisecond; holderAlive(h); delay = min(2*delay, 50*time.Millisecond) {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("PID namespace holder %d did not exit: %w", h.PID, ctx.Err())
-			case <-time.After(delay):
-			}
+	}
+	// Wait until it is reaped (by this daemon, or by init after a daemon
+	// restart), not just dead: a zombie still counts in the pod cgroup,
+	// which cannot be removed before.
+	for delay := time.Millisecond; ; delay = min(2*delay, 50*time.Millisecond) {
+		if exists, _ := holderState(h); !exists {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("PID namespace holder %d did not exit: %w", h.PID, ctx.Err())
+		case <-time.After(delay):
 		}
 	}
 	return unpinNamespace(h.Pin)
 }
 
-// holderAlive reports whether h's process still runs (not a zombie, not a
-// new process with the same PID).
-func holderAlive(h *Holder) bool {
+// holderState reports whether h's process still exists (the same process,
+// not a new one that reused its PID) and whether it is a zombie.
+func holderState(h *Holder) (exists, zombie bool) {
+	if h.PID <= 0 {
+		return false, false
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", h.PID))
 	if err != nil {
-		return false
+		return false, false
 	}
 	fields := statFields(string(b))
-	if len(fields) < 20 || fields[0] == "Z" {
-		return false
+	if len(fields) < 20 {
+		return false, false
 	}
 	start, err := strconv.ParseUint(fields[19], 10, 64)
-	return err == nil && start == h.StartTime
+	if err != nil || start != h.StartTime {
+		return false, false
+	}
+	return true, fields[0] == "Z"
 }
 
 func processStartTime(pid int) (uint64, error) {

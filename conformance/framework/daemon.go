@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -297,8 +298,12 @@ func Dial(endpoint string) (*grpc.ClientConn, error) {
 	// refused dial, which is most of a test daemon's start time.
 	return grpc.NewClient(endpoint, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)),
-		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
-			BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second}}))
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			// Without it a connection attempt gets only the backoff's
+			// delay to complete, and fails under load.
+			MinConnectTimeout: 20 * time.Second,
+		}))
 }
 
 // Signal sends sig to the daemon.
@@ -353,6 +358,7 @@ func (d *Daemon) teardown(t testing.TB) {
 		killProcessesReferring(t, dir)
 		unmountUnder(t, dir)
 	}
+	removeLeftoverPodCgroups(t, d.Root)
 	os.Remove(d.Socket)
 }
 
@@ -370,6 +376,60 @@ func (d *Daemon) removePods(t testing.TB) {
 			t.Errorf("cleanup: remove pod sandbox %s: %v", sb.Id, err)
 		}
 	}
+}
+
+// removeLeftoverPodCgroups removes the berth-owned pod cgroups that sandbox
+// records still name: a test that killed its daemon leaves its pods behind.
+func removeLeftoverPodCgroups(t testing.TB, root string) {
+	records, _ := filepath.Glob(filepath.Join(root, "sandboxes", "*.json"))
+	for _, rec := range records {
+		b, err := os.ReadFile(rec)
+		if err != nil {
+			continue
+		}
+		var sb struct {
+			Cgroup struct {
+				Path  string `json:"path"`
+				Owned bool   `json:"owned"`
+			} `json:"cgroup"`
+			PIDHolder *struct {
+				PID       int    `json:"pid"`
+				StartTime uint64 `json:"start_time"`
+			} `json:"pid_holder"`
+		}
+		if json.Unmarshal(b, &sb) != nil {
+			continue
+		}
+		if h := sb.PIDHolder; h != nil && h.PID > 0 && processStartTime(h.PID) == h.StartTime {
+			_ = unix.Kill(h.PID, unix.SIGKILL) // it runs in its own session
+		}
+		if !sb.Cgroup.Owned || sb.Cgroup.Path == "" || !strings.Contains(sb.Cgroup.Path, "berth") {
+			continue
+		}
+		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", sb.Cgroup.Path))
+		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", sb.Cgroup.Path))
+		for _, dir := range dirs {
+			if err := os.Remove(dir); err == nil {
+				t.Logf("removed leftover pod cgroup %s", dir)
+			}
+		}
+	}
+}
+
+// processStartTime is field 22 of /proc/<pid>/stat (0 if unreadable): with
+// the PID it identifies a process across PID reuse.
+func processStartTime(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	return v
 }
 
 // killProcessesReferring SIGKILLs processes whose command line names dir:

@@ -101,3 +101,12 @@ func NewTargetIfExternal(t testing.TB) *Target {
 	}
 	return NewTarget(t)
 }
+
+// SkipIfExternal skips a test that starts berth daemons of its own with a
+// particular configuration when the suite runs against an external endpoint.
+func SkipIfExternal(t testing.TB) {
+	t.Helper()
+	if os.Getenv(EndpointEnv) != "" {
+		t.Skipf("needs berth daemons started by the suite; %s points elsewhere", EndpointEnv)
+	}
+}
