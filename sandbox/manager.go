@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -123,6 +122,21 @@ func (m *Manager) validate(cfg Config) error {
 	if _, _, err := SplitSysctls(cfg.Sysctls, cfg.HostNetwork, cfg.HostIPC); err != nil {
 		return err
 	}
+	// Checked here as well as where they are used, so that bad input is
+	// refused before anything is recorded or created.
+	if cfg.Hostname != "" {
+		if err := validateHostname(cfg.Hostname); err != nil {
+			return err
+		}
+	}
+	if cfg.DNS != nil {
+		if err := validateDNS(cfg.DNS); err != nil {
+			return err
+		}
+	}
+	if res := cfg.Resources.WithOverhead(cfg.Overhead); res != nil {
+		return res.Validate()
+	}
 	return nil
 }
 
@@ -173,10 +187,11 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 			return nil, err
 		}
 		sb.PIDHolder = holder
-		// Saved at once: a crash from here on must find and stop it.
-		if err := m.records.save(sb); err != nil {
-			return nil, err
-		}
+	}
+	// Saved at once: a crash from here on must find the cgroup and the
+	// holder to remove them (the pins and files are found from sb.Dir).
+	if err := m.records.save(sb); err != nil {
+		return nil, err
 	}
 	pinned, err := CreatePinnedNamespaces(sb.Dir, NamespaceOptions{
 		IPC: !cfg.HostIPC, UTS: !cfg.HostNetwork, Hostname: cfg.Hostname, IPCSysctls: ipcSysctls,
@@ -259,14 +274,10 @@ func (m *Manager) attachment(sb *Sandbox) network.Attachment {
 // Stop tears the pod network down (CNI DEL always runs, so no IP leaks) and
 // marks the sandbox not ready. A missing or stopped sandbox is success.
 func (m *Manager) Stop(ctx context.Context, id string) error {
-	sb, err := m.lookup(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	sb, unlock, err := m.lockExisting(id)
+	if sb == nil {
 		return err
 	}
-	unlock := m.lock(sb.ID)
 	defer unlock()
 	// Stopping a pod ends its processes: with a shared PID namespace,
 	// ending the holder (its PID 1) does that.
@@ -288,29 +299,13 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 	return nil
 }
 
-// stopNetwork runs CNI DEL and removes the netns pin. It runs even for a
-// stopped sandbox whose earlier teardown failed half-way.
-func (m *Manager) stopNetwork(ctx context.Context, sb *Sandbox) error {
-	if sb.Config.HostNetwork || sb.NetNS == "" {
-		return nil
-	}
-	if err := m.opts.Network.Teardown(ctx, m.attachment(sb)); err != nil {
-		return err
-	}
-	return network.RemoveNetNS(sb.NetNS)
-}
-
 // Remove stops the sandbox if needed and removes everything it owns. A
 // missing sandbox is success.
 func (m *Manager) Remove(ctx context.Context, id string) error {
-	sb, err := m.lookup(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	sb, unlock, err := m.lockExisting(id)
+	if sb == nil {
 		return err
 	}
-	unlock := m.lock(sb.ID)
 	defer unlock()
 	if err := m.teardown(ctx, sb); err != nil {
 		return err
@@ -327,26 +322,18 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// teardown releases every resource of sb, in reverse order of creation.
-// Each step tolerates what is already gone, so it can be repeated.
-func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
-	var errs []error
-	errs = append(errs, m.stopNetwork(ctx, sb))
-	errs = append(errs, stopHolder(ctx, sb.PIDHolder))
-	errs = append(errs, RemovePodFiles(sb.Dir))
-	// From the directory, not the record: a crash can come between pinning
-	// and saving the record, and removal of absent pins is harmless.
-	errs = append(errs, RemovePinnedNamespaces(PinPaths(sb.Dir)))
-	if sb.Cgroup.Path != "" {
-		errs = append(errs, LoadPodCgroup(sb.Cgroup).Remove())
+// lockExisting finds and locks a sandbox for Stop and Remove, to which a
+// sandbox that does not exist is already done: then it returns a nil
+// sandbox and a nil error.
+func (m *Manager) lockExisting(id string) (*Sandbox, func(), error) {
+	sb, err := m.lookup(id)
+	if errdefs.IsNotFound(err) {
+		return nil, nil, nil
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("tear down pod sandbox %s: %w", sb.ID, err)
+	if err != nil {
+		return nil, nil, err
 	}
-	if err := os.RemoveAll(sb.Dir); err != nil {
-		return fmt.Errorf("remove sandbox dir: %w", err)
-	}
-	return nil
+	return sb, m.lock(sb.ID), nil
 }
 
 // lookup finds a sandbox by full ID or unique ID prefix.
