@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,7 +235,16 @@ func TestRunPodSandboxBadInput(t *testing.T) {
 	hostSysctl.Linux.Sysctls = map[string]string{"net.ipv4.ip_forward": "1"}
 	notNamespaced := podConfig("bad-sysctl2")
 	notNamespaced.Linux.Sysctls = map[string]string{"vm.swappiness": "10"}
+	badHost := podConfig("bad-hostname")
+	badHost.Hostname = "not_a valid-hostname!"
+	badDNS := podConfig("bad-dns")
+	badDNS.DnsConfig = &runtimeapi.DNSConfig{Servers: []string{"not-an-ip"}}
+	badRes := podConfig("bad-resources")
+	badRes.Linux.Resources = &runtimeapi.LinuxContainerResources{CpuShares: 1 << 30}
 	cases := map[string]*runtimeapi.RunPodSandboxRequest{
+		"bad hostname":           {Config: badHost},
+		"bad DNS server":         {Config: badDNS},
+		"bad resources":          {Config: badRes},
 		"no metadata":            {Config: noMeta},
 		"no config":              {},
 		"unknown handler":        {Config: podConfig("bad-handler"), RuntimeHandler: "no-such-handler"},
@@ -247,6 +257,13 @@ func TestRunPodSandboxBadInput(t *testing.T) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)
 			if err == nil {
 				_, _ = tg.Runtime.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: resp.PodSandboxId})
+			}
+		}
+	}
+	if list, err := tg.Runtime.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
+		for _, it := range list.Items {
+			if strings.HasPrefix(it.GetMetadata().GetName(), "bad") {
+				t.Errorf("a refused RunPodSandbox left sandbox %s (%s)", it.Id, it.Metadata.Name)
 			}
 		}
 	}
