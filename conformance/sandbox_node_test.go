@@ -233,3 +233,40 @@ func TestSharedPIDNamespaceHolder(t *testing.T) {
 		t.Fatalf("pid mode %v", got)
 	}
 }
+
+// Pods outlive a daemon crash: after SIGKILL and restart they are listed
+// READY with the same IPs, and stop and remove cleanly.
+func TestSandboxesSurviveDaemonRestart(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Daemon: d}
+	cfg := podConfig("survivor")
+	cfg.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_POD},
+	}
+	id := runPod(t, tg, cfg)
+	before := podStatus(t, tg, id)
+	if err := d.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Wait(30 * time.Second)
+
+	restarted := framework.StartDaemon(t, framework.DaemonOptions{Socket: d.Socket, Root: d.Root, State: d.State, CNIBinDir: d.CNIBinDir})
+	tg2 := &framework.Target{Conn: restarted.Conn, Runtime: restarted.Runtime, Daemon: restarted}
+	after := podStatus(t, tg2, id)
+	if after.State != runtimeapi.PodSandboxState_SANDBOX_READY || after.GetNetwork().GetIp() != before.GetNetwork().GetIp() {
+		t.Fatalf("after restart: state %v ip %q, before ip %q", after.State, after.GetNetwork().GetIp(), before.GetNetwork().GetIp())
+	}
+	// A kubelet retry of the same RunPodSandbox still gets the same pod.
+	if again := runPod(t, tg2, cfg); again != id {
+		t.Fatalf("retry after restart made %s, want %s", again, id)
+	}
+	if _, err := restarted.Runtime.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+		t.Fatalf("remove after restart: %v", err)
+	}
+	if ips := d.Network.AllocatedIPs(t); len(ips) != 0 {
+		t.Fatalf("IP leaked: %v", ips)
+	}
+	if mounts, _ := framework.MountsUnder(d.State); len(mounts) != 0 {
+		t.Fatalf("mounts left: %v", mounts)
+	}
+}
