@@ -317,6 +317,21 @@ func (c *PodCgroup) existing() (cgroups.Manager, error) {
 	return mgr, nil
 }
 
+// statsPathsExist reports whether the cgroup still exists in every
+// hierarchy Stats reads; a removal in progress takes it away hierarchy by
+// hierarchy. (Not all of GetPaths: pod cgroups skip the v1 devices one.)
+func statsPathsExist(mgr cgroups.Manager) bool {
+	if cgroups.IsCgroup2UnifiedMode() {
+		return cgroups.PathExists(mgr.Path(""))
+	}
+	for _, sub := range []string{"cpu", "cpuacct", "memory", "pids"} {
+		if p := mgr.Path(sub); p != "" && !cgroups.PathExists(p) {
+			return false
+		}
+	}
+	return true
+}
+
 func anyExists(mgr cgroups.Manager) bool {
 	for _, p := range mgr.GetPaths() {
 		if cgroups.PathExists(p) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
 )
 
@@ -46,6 +47,12 @@ func (c *PodCgroup) Stats() (*CgroupStats, error) {
 	}
 	// Only the controllers used: blkio and NUMA-wide stats are not cheap.
 	st, err := mgr.Stats(&cgroups.StatsOptions{Controllers: cgroups.CPU | cgroups.Memory | cgroups.Pids})
+	if err != nil && !statsPathsExist(mgr) {
+		// Removed while its files were read (kubelet deleting it, or a
+		// RemovePodSandbox): the read fails in many ways (ENOENT, ENODEV,
+		// a half-read file); what matters is that the cgroup is gone.
+		return nil, fmt.Errorf("%w: pod cgroup %s went away while its stats were read: %v", errdefs.ErrNotFound, c.state.Path, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("stats of pod cgroup %s: %w", c.state.Path, err)
 	}

@@ -5,16 +5,13 @@ package sandbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/berth-runtime/berth/network"
 	"github.com/containerd/errdefs"
-	"golang.org/x/sys/unix"
 )
 
 // PodStats is a sandbox's usage at one moment.
@@ -75,12 +72,6 @@ func (m *Manager) podStats(ctx context.Context, sb Sandbox) (*PodStats, error) {
 		return nil, err
 	}
 	cg, err := LoadPodCgroup(sb.Cgroup).Stats()
-	if err != nil && !errdefs.IsNotFound(err) && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENODEV)) {
-		// Stats checks that the cgroup exists, but it can still go while
-		// its files are read (kubelet removing it, or a RemovePodSandbox):
-		// its files then fail to open (ENOENT) or to read (ENODEV).
-		err = fmt.Errorf("%w: pod cgroup went away: %w", errdefs.ErrNotFound, err)
-	}
 	if err != nil {
 		return nil, fmt.Errorf("stats of pod sandbox %s: %w", sb.ID, err)
 	}
