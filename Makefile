@@ -18,9 +18,10 @@ export CGO_ENABLED := 1
 
 all: build cni-plugins
 
-## build: bin/berth (cgo, seccomp)
+## build: bin/berth and its per-pod monitor bin/berth-monitor (cgo, seccomp)
 build:
 	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
+	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth-monitor ./cmd/berth-monitor
 
 ## cni-plugins: the CNI plugins berth's default config uses, into bin/cni
 cni-plugins:
@@ -35,6 +36,7 @@ cni-plugins:
 ## install: berth, CNI plugins; default config and CNI network only where none exist
 install: build cni-plugins
 	install -D -m 0755 bin/berth $(DESTDIR)$(PREFIX)/bin/berth
+	install -D -m 0755 bin/berth-monitor $(DESTDIR)$(PREFIX)/bin/berth-monitor
 	install -d -m 0755 $(DESTDIR)$(CNI_BIN)
 	install -m 0755 bin/cni/* $(DESTDIR)$(CNI_BIN)/
 	@if [ ! -e $(DESTDIR)/etc/berth/berth.toml ]; then \

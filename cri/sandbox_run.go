@@ -47,6 +47,9 @@ func toSandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 		Overhead:       toResources(c.GetLinux().GetOverhead()),
 		RuntimeHandler: handler,
 	}
+	if c.GetLinux().GetSecurityContext().GetSupplementalGroupsPolicy() == runtimeapi.SupplementalGroupsPolicy_Strict {
+		cfg.SupplementalGroupsPolicy = "Strict"
+	}
 	if d := c.DnsConfig; d != nil {
 		cfg.DNS = &sandbox.DNSConfig{Servers: d.Servers, Searches: d.Searches, Options: d.Options}
 	}

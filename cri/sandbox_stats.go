@@ -64,19 +64,6 @@ func u64(v uint64) *runtimeapi.UInt64Value { return &runtimeapi.UInt64Value{Valu
 func toPodSandboxStats(ps sandbox.PodStats) *runtimeapi.PodSandboxStats {
 	sb, cg := ps.Sandbox, ps.Cgroup
 	at := cg.Timestamp.UnixNano()
-	mem := &runtimeapi.MemoryUsage{
-		Timestamp:       at,
-		WorkingSetBytes: u64(cg.MemoryWorkingSet),
-		UsageBytes:      u64(cg.MemoryUsage),
-		RssBytes:        u64(cg.MemoryRSS),
-		PageFaults:      u64(cg.PageFaults),
-		MajorPageFaults: u64(cg.MajorPageFaults),
-	}
-	// Without a limit there is no "available": a 0 would read as a pod out
-	// of memory. cAdvisor leaves it unset the same way.
-	if cg.MemoryLimit > 0 {
-		mem.AvailableBytes = u64(cg.MemoryAvailable)
-	}
 	return &runtimeapi.PodSandboxStats{
 		Attributes: &runtimeapi.PodSandboxAttributes{
 			Id:          sb.ID,
@@ -90,12 +77,30 @@ func toPodSandboxStats(ps sandbox.PodStats) *runtimeapi.PodSandboxStats {
 				UsageCoreNanoSeconds: u64(cg.CPUUsageNanos),
 				UsageNanoCores:       u64(ps.CPUNanoCores),
 			},
-			Memory:  mem,
+			Memory:  toMemoryUsage(cg),
 			Network: toNetworkUsage(ps),
 			Process: &runtimeapi.ProcessUsage{Timestamp: at, ProcessCount: u64(cg.Pids)},
-			// No Containers: they come with the container work.
+			// Containers are left to ListContainerStats, which kubelet
+			// calls alongside (as with containerd).
 		},
 	}
+}
+
+func toMemoryUsage(cg *sandbox.CgroupStats) *runtimeapi.MemoryUsage {
+	mem := &runtimeapi.MemoryUsage{
+		Timestamp:       cg.Timestamp.UnixNano(),
+		WorkingSetBytes: u64(cg.MemoryWorkingSet),
+		UsageBytes:      u64(cg.MemoryUsage),
+		RssBytes:        u64(cg.MemoryRSS),
+		PageFaults:      u64(cg.PageFaults),
+		MajorPageFaults: u64(cg.MajorPageFaults),
+	}
+	// Without a limit there is no "available": a 0 would read as a pod out
+	// of memory. cAdvisor leaves it unset the same way.
+	if cg.MemoryLimit > 0 {
+		mem.AvailableBytes = u64(cg.MemoryAvailable)
+	}
+	return mem
 }
 
 // toNetworkUsage is nil for sandboxes without a network of their own. The

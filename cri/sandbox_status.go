@@ -21,6 +21,10 @@ func (s *Server) PodSandboxStatus(ctx context.Context, req *runtimeapi.PodSandbo
 		return nil, err
 	}
 	resp := &runtimeapi.PodSandboxStatusResponse{Status: toSandboxStatus(sb), Timestamp: time.Now().UnixNano()}
+	// The pod's containers come along for kubelet's evented PLEG.
+	for _, c := range s.listContainers(sandbox.ContainerFilter{SandboxID: sb.ID}) {
+		resp.ContainersStatuses = append(resp.ContainersStatuses, toContainerStatus(c))
+	}
 	if req.GetVerbose() {
 		info, err := json.Marshal(sb)
 		if err != nil {

@@ -7,12 +7,17 @@ package cri
 import (
 	"context"
 	"log/slog"
+	"os"
+	"os/exec"
 	"path/filepath"
 
 	"github.com/berth-runtime/berth/image"
 	"github.com/berth-runtime/berth/internal/config"
 	"github.com/berth-runtime/berth/network"
 	"github.com/berth-runtime/berth/sandbox"
+	"github.com/berth-runtime/berth/sandbox/ocispec"
+	"github.com/containerd/containerd/v2/pkg/apparmor"
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -32,11 +37,21 @@ type Server struct {
 	network   *network.Manager
 	images    *image.Store
 	sandboxes *sandbox.Manager
+	// monitorBinary is the berth-monitor the pods run ("" if not found).
+	monitorBinary string
+}
+
+// Options are settings of a server that are not berth configuration.
+type Options struct {
+	// MonitorArgs go before the monitor's own arguments: a test binary
+	// that serves as the monitor is started as "<binary> monitor ...".
+	MonitorArgs []string
 }
 
 // New loads the server's state from the configured root and state
 // directories, which the caller has created and locked.
-func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, error) {
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
+	monitorBinary := findMonitor(cfg.Runtime.MonitorPath)
 	images, err := image.Open(ctx, image.Options{
 		Dir:                    filepath.Join(cfg.Root, "image"),
 		RegistryConfigDir:      cfg.Image.RegistryConfigDir,
@@ -64,19 +79,54 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Server, err
 		Network:      netMgr,
 		PodCIDRs:     podCIDRs,
 		Log:          log,
+		Rootfs:       images,
+		Spec: ocispec.Defaults{
+			PidsLimit:          cfg.Runtime.PidsLimit,
+			SeccompProfileRoot: cfg.Runtime.SeccompProfileRoot,
+			AppArmorEnabled:    apparmor.HostSupports(),
+			ClampOOMScoreAdj:   sandbox.ClampOOMScoreAdj,
+		},
+		MonitorBinary:   monitorBinary,
+		MonitorArgs:     opts.MonitorArgs,
+		MonitorLogLevel: cfg.Log.Level,
 	})
 	if err != nil {
 		images.Close()
 		return nil, err
 	}
 	return &Server{
-		cfg:       cfg,
-		log:       log,
-		podCIDRs:  podCIDRs,
-		network:   netMgr,
-		images:    images,
-		sandboxes: sandboxes,
+		cfg:           cfg,
+		log:           log,
+		podCIDRs:      podCIDRs,
+		network:       netMgr,
+		images:        images,
+		sandboxes:     sandboxes,
+		monitorBinary: monitorBinary,
 	}, nil
+}
+
+// MonitorName is the per-pod monitor's executable name.
+const MonitorName = "berth-monitor"
+
+// findMonitor locates the berth-monitor binary: the configured path, else
+// the one next to the running berth binary (make install puts them
+// together), else the one in $PATH. "" when there is none.
+func findMonitor(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), MonitorName)
+		if unix.Access(p, unix.X_OK) == nil {
+			return p
+		}
+	}
+	if p, err := exec.LookPath(MonitorName); err == nil {
+		if abs, err := filepath.Abs(p); err == nil {
+			return abs
+		}
+	}
+	return ""
 }
 
 // Close releases the stores; call it after the gRPC server has stopped.

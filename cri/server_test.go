@@ -55,6 +55,13 @@ func testConfig(t *testing.T) config.Config {
 	cfg.Root = filepath.Join(dir, "root")
 	cfg.State = filepath.Join(dir, "state")
 	cfg.CNI.ConfDir = filepath.Join(dir, "net.d")
+	// Any executable will do as the monitor for tests that start no
+	// containers (those live in conformance/): Status checks it exists.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Runtime.MonitorPath = self
 	cfg.CNI.BinDirs = []string{filepath.Join(dir, "cni-bin")}
 	for _, d := range []string{cfg.Root, cfg.State} { // the daemon creates and locks them
 		if err := os.MkdirAll(d, 0o711); err != nil {
@@ -70,7 +77,7 @@ func startServer(t *testing.T, cfg config.Config, register func(*grpc.Server, *c
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	srv, err := cri.New(context.Background(), cfg, log)
+	srv, err := cri.New(context.Background(), cfg, log, cri.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 const (
 	reasonNetworkPluginNotReady = "NetworkPluginNotReady"
 	reasonRuntimeDirsUnusable   = "RuntimeDirsUnusable"
+	reasonMonitorMissing        = "MonitorMissing"
 )
 
 // Status reports whether the runtime and the pod network are ready, the
@@ -68,6 +69,15 @@ func (s *Server) runtimeCondition() *runtimeapi.RuntimeCondition {
 				Reason:  reasonRuntimeDirsUnusable,
 				Message: fmt.Sprintf("berth cannot write to %s (%v): check the disk and the directory, then restart berth", dir, err),
 			}
+		}
+	}
+	if err := unix.Access(s.monitorBinary, unix.X_OK); s.monitorBinary == "" || err != nil {
+		return &runtimeapi.RuntimeCondition{
+			Type:   runtimeapi.RuntimeReady,
+			Status: false,
+			Reason: reasonMonitorMissing,
+			Message: fmt.Sprintf("berth cannot run its per-pod monitor %q: install berth-monitor next to berth "+
+				"(make install) or set runtime.monitor_path, then restart berth", s.monitorBinary),
 		}
 	}
 	return &runtimeapi.RuntimeCondition{Type: runtimeapi.RuntimeReady, Status: true}

@@ -125,3 +125,16 @@ func TestStatusAdvertisesNoUnbuiltFeatures(t *testing.T) {
 		t.Fatalf("runtime advertises features that are not built: %v", rf)
 	}
 }
+
+func TestStatusRuntimeNotReadyWithoutMonitor(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Runtime.MonitorPath = filepath.Join(t.TempDir(), "no-berth-monitor")
+	s := startServer(t, cfg, nil)
+	resp, err := s.rt.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := condition(t, resp, runtimeapi.RuntimeReady); c.Status || c.Reason != "MonitorMissing" || !strings.Contains(c.Message, "no-berth-monitor") {
+		t.Fatalf("RuntimeReady %+v, want false with reason MonitorMissing naming the path", c)
+	}
+}

@@ -20,6 +20,10 @@ var implemented = map[string]bool{
 	"PodSandboxStats": true, "ListPodSandboxStats": true, "StreamPodSandboxStats": true,
 	"ListMetricDescriptors": true, "ListPodSandboxMetrics": true, "StreamPodSandboxMetrics": true,
 	"PullImage": true, "ListImages": true, "StreamImages": true, "ImageStatus": true, "RemoveImage": true, "ImageFsInfo": true,
+	"CreateContainer": true, "StartContainer": true, "StopContainer": true, "RemoveContainer": true,
+	"ListContainers": true, "StreamContainers": true, "ContainerStatus": true, "UpdateContainerResources": true,
+	"ReopenContainerLog": true, "ContainerStats": true, "ListContainerStats": true, "StreamContainerStats": true,
+	"GetContainerEvents": true,
 }
 
 func TestUnbuiltRPCsAnswerUnimplementedByName(t *testing.T) {
@@ -32,7 +36,13 @@ func TestUnbuiltRPCsAnswerUnimplementedByName(t *testing.T) {
 		t.Fatalf("only %d CRI RPCs found in the API descriptors", len(rpcs))
 	}
 	for _, rpc := range rpcs {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		timeout := 5 * time.Second
+		if rpc.Name == "GetContainerEvents" {
+			// A live stream that only ends with its client: any answer
+			// but Unimplemented within a moment shows it is served.
+			timeout = 300 * time.Millisecond
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := framework.CallEmpty(ctx, s.conn, rpc)
 		cancel()
 		if implemented[rpc.Name] {

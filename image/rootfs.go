@@ -65,3 +65,14 @@ func (s *Store) RemoveRootfs(ctx context.Context, containerID string) error {
 	}
 	return s.collectGarbage(ctx)
 }
+
+// RootfsUsage returns how much a container's writable layer holds, in bytes
+// and inodes.
+func (s *Store) RootfsUsage(ctx context.Context, containerID string) (bytes, inodes uint64, err error) {
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	u, err := s.snapshotter.Usage(ctx, rootfsKey(containerID))
+	if err != nil {
+		return 0, 0, fmt.Errorf("usage of the rootfs of container %s: %w", containerID, err)
+	}
+	return uint64(max(u.Size, 0)), uint64(max(u.Inodes, 0)), nil
+}

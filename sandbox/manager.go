@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-runtime/berth/network"
+	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/errdefs"
 )
 
@@ -30,6 +31,16 @@ type Options struct {
 	Network  *network.Manager
 	PodCIDRs *network.PodCIDRs
 	Log      *slog.Logger
+
+	// Rootfs makes containers' writable layers (the image store).
+	Rootfs Rootfs
+	// Spec holds node-wide defaults for container specs.
+	Spec ocispec.Defaults
+	// MonitorBinary is the berth-monitor executable; MonitorArgs go
+	// before its own arguments (tests run themselves as the monitor).
+	MonitorBinary   string
+	MonitorArgs     []string
+	MonitorLogLevel string
 }
 
 // Manager runs pod sandboxes: namespaces pinned without an infra process,
@@ -37,7 +48,7 @@ type Options struct {
 type Manager struct {
 	opts    Options
 	log     *slog.Logger
-	records recordStore
+	records recordStore[Sandbox, *Sandbox]
 
 	mu        sync.RWMutex
 	sandboxes map[string]*Sandbox
@@ -48,6 +59,15 @@ type Manager struct {
 	locks map[string]*sync.Mutex
 	// stats keeps the previous CPU sample per sandbox for usage rates.
 	stats statsCache
+
+	ctrRecords recordStore[Container, *Container]
+	// containers by ID; ctrNames maps kubelet's container name to its ID.
+	containers map[string]*containerEntry
+	ctrNames   map[string]string
+	// watchers end the event streams of the pod monitors being followed.
+	watchers map[string]context.CancelFunc
+	specs    *ocispec.Generator
+	events   eventBus
 }
 
 // NewManager loads the sandbox records and reconciles them with what
@@ -59,16 +79,27 @@ func NewManager(ctx context.Context, opts Options) (*Manager, error) {
 	if opts.ShmSize <= 0 {
 		opts.ShmSize = 64 << 20
 	}
+	if opts.MonitorLogLevel == "" {
+		opts.MonitorLogLevel = "info"
+	}
 	m := &Manager{
 		opts:      opts,
 		log:       opts.Log,
-		records:   recordStore{dir: filepath.Join(opts.Root, "sandboxes")},
+		records:   recordStore[Sandbox, *Sandbox]{dir: filepath.Join(opts.Root, "sandboxes")},
 		sandboxes: map[string]*Sandbox{},
 		reserved:  map[string]*reservation{},
 		locks:     map[string]*sync.Mutex{},
+
+		ctrRecords: recordStore[Container, *Container]{dir: filepath.Join(opts.Root, "containers")},
+		containers: map[string]*containerEntry{},
+		ctrNames:   map[string]string{},
+		watchers:   map[string]context.CancelFunc{},
+		specs:      ocispec.NewGenerator(opts.Spec),
 	}
-	if err := os.MkdirAll(filepath.Join(opts.State, "sandboxes"), 0o711); err != nil {
-		return nil, fmt.Errorf("create sandbox state dir: %w", err)
+	for _, dir := range []string{"sandboxes", "containers"} {
+		if err := os.MkdirAll(filepath.Join(opts.State, dir), 0o711); err != nil {
+			return nil, fmt.Errorf("create %s state dir: %w", dir, err)
+		}
 	}
 	m.recover(ctx)
 	return m, nil
@@ -106,6 +137,8 @@ func (m *Manager) Run(ctx context.Context, cfg Config) (Sandbox, error) {
 	if err != nil {
 		return Sandbox{}, err
 	}
+	m.publish(Event{Type: EventContainerCreated, SandboxID: sb.ID, Sandbox: true, At: sb.CreatedAt})
+	m.publish(Event{Type: EventContainerStarted, SandboxID: sb.ID, Sandbox: true, At: time.Now()})
 	return sb.clone(), nil
 }
 
@@ -279,8 +312,13 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
-	// Stopping a pod ends its processes: with a shared PID namespace,
-	// ending the holder (its PID 1) does that.
+	// Stopping a pod ends its containers at once, as containerd does
+	// (kubelet has stopped them gracefully before).
+	if err := m.stopContainers(ctx, sb.ID); err != nil {
+		return err
+	}
+	// With a shared PID namespace, ending the holder (its PID 1) ends
+	// whatever else is left in it.
 	if err := stopHolder(ctx, sb.PIDHolder); err != nil {
 		return err
 	}
@@ -295,6 +333,7 @@ func (m *Manager) Stop(ctx context.Context, id string) error {
 			return err
 		}
 		m.log.InfoContext(ctx, "pod sandbox stopped", "pod_id", sb.ID)
+		m.publish(Event{Type: EventContainerStopped, SandboxID: sb.ID, Sandbox: true, At: time.Now()})
 	}
 	return nil
 }
@@ -307,6 +346,12 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		return err
 	}
 	defer unlock()
+	if err := m.removeContainers(ctx, sb.ID); err != nil {
+		return err
+	}
+	if err := m.stopMonitor(ctx, sb); err != nil {
+		return err
+	}
 	if err := m.teardown(ctx, sb); err != nil {
 		return err
 	}
@@ -319,6 +364,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 	delete(m.locks, sb.ID)
 	m.mu.Unlock()
 	m.log.InfoContext(ctx, "pod sandbox removed", "pod_id", sb.ID)
+	m.publish(Event{Type: EventContainerDeleted, SandboxID: sb.ID, Sandbox: true, At: time.Now()})
 	return nil
 }
 
@@ -334,6 +380,23 @@ func (m *Manager) lockExisting(id string) (*Sandbox, func(), error) {
 		return nil, nil, err
 	}
 	return sb, m.lock(sb.ID), nil
+}
+
+// lockSandbox finds and locks a sandbox that must exist.
+func (m *Manager) lockSandbox(id string) (*Sandbox, func(), error) {
+	sb, err := m.lookup(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	unlock := m.lock(sb.ID)
+	m.mu.RLock()
+	_, still := m.sandboxes[sb.ID]
+	m.mu.RUnlock()
+	if !still {
+		unlock()
+		return nil, nil, fmt.Errorf("%w: pod sandbox %q was removed", errdefs.ErrNotFound, id)
+	}
+	return sb, unlock, nil
 }
 
 // lookup finds a sandbox by full ID or unique ID prefix.

@@ -38,4 +38,5 @@ func (m *Manager) recover(ctx context.Context) {
 		m.sandboxes[sb.ID] = sb
 		m.reserveExisting(sb)
 	}
+	m.recoverContainers(ctx)
 }

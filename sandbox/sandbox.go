@@ -44,12 +44,15 @@ type Config struct {
 	HostPID      bool                  `json:"host_pid,omitempty"`
 	// SharedPID: one PID namespace for the whole pod (pid: POD), held by
 	// a holder process; otherwise each container gets its own.
-	SharedPID      bool              `json:"shared_pid,omitempty"`
-	HostIPC        bool              `json:"host_ipc,omitempty"`
-	Sysctls        map[string]string `json:"sysctls,omitempty"`
-	Resources      *Resources        `json:"resources,omitempty"`
-	Overhead       *Resources        `json:"overhead,omitempty"`
-	RuntimeHandler string            `json:"runtime_handler,omitempty"`
+	SharedPID bool              `json:"shared_pid,omitempty"`
+	HostIPC   bool              `json:"host_ipc,omitempty"`
+	Sysctls   map[string]string `json:"sysctls,omitempty"`
+	Resources *Resources        `json:"resources,omitempty"`
+	Overhead  *Resources        `json:"overhead,omitempty"`
+	// SupplementalGroupsPolicy: "" or "Merge" adds the image's groups of
+	// the user to the requested ones; "Strict" uses the requested only.
+	SupplementalGroupsPolicy string `json:"supplemental_groups_policy,omitempty"`
+	RuntimeHandler           string `json:"runtime_handler,omitempty"`
 }
 
 // hash identifies a request: a kubelet retry of a timed-out RunPodSandbox
@@ -86,6 +89,8 @@ type Sandbox struct {
 	Cgroup CgroupState `json:"cgroup"`
 	// PIDHolder holds the pod's PID namespace (pid: POD); nil otherwise.
 	PIDHolder *Holder `json:"pid_holder,omitempty"`
+	// Monitor is the pod's monitor process, from its first container on.
+	Monitor *Monitor `json:"monitor,omitempty"`
 }
 
 // clone returns a copy callers may keep.

@@ -104,13 +104,15 @@ func (m *Manager) isReady(id string) bool {
 	return ok && sb.State == StateReady
 }
 
-// dropRemovedStats forgets the CPU samples of sandboxes that no longer exist.
+// dropRemovedStats forgets the CPU samples of sandboxes and containers that
+// no longer exist.
 func (m *Manager) dropRemovedStats() {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	m.stats.retain(func(id string) bool {
-		_, ok := m.sandboxes[id]
-		return ok
+		_, sb := m.sandboxes[id]
+		_, ctr := m.containers[id]
+		return sb || ctr
 	})
 }
 

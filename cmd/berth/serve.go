@@ -52,7 +52,7 @@ func serve(cfg config.Config, logOut io.Writer) error {
 	}
 	defer listener.Close()
 
-	srv, err := cri.New(ctx, cfg, log)
+	srv, err := cri.New(ctx, cfg, log, cri.Options{})
 	if err != nil {
 		return err
 	}

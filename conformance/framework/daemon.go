@@ -78,16 +78,19 @@ func BerthBinary(t testing.TB) string {
 			return
 		}
 		out := filepath.Join(dir, "berth")
-		args := []string{"build", "-tags", "seccomp berth_testhooks", "-o", out}
-		if os.Getenv("BERTH_RACE") == "1" {
-			args = append(args, "-race")
-		}
-		cmd := exec.Command("go", append(args, "github.com/berth-runtime/berth/cmd/berth")...)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if output, err := cmd.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			build.err = fmt.Errorf("go build berth: %v\n%s", err, output)
-			return
+		// berth finds its per-pod monitor next to itself, as installed.
+		for pkg, bin := range map[string]string{"cmd/berth": out, "cmd/berth-monitor": filepath.Join(dir, "berth-monitor")} {
+			args := []string{"build", "-tags", "seccomp berth_testhooks", "-o", bin}
+			if os.Getenv("BERTH_RACE") == "1" {
+				args = append(args, "-race")
+			}
+			cmd := exec.Command("go", append(args, "github.com/berth-runtime/berth/"+pkg)...)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+			if output, err := cmd.CombinedOutput(); err != nil {
+				os.RemoveAll(dir)
+				build.err = fmt.Errorf("go build %s: %v\n%s", pkg, err, output)
+				return
+			}
 		}
 		build.path = out
 	})
@@ -381,6 +384,22 @@ func (d *Daemon) removePods(t testing.TB) {
 // removeLeftoverPodCgroups removes the berth-owned pod cgroups that sandbox
 // records still name: a test that killed its daemon leaves its pods behind.
 func removeLeftoverPodCgroups(t testing.TB, root string) {
+	// Containers first: their cgroups are below the pods'.
+	ctrRecords, _ := filepath.Glob(filepath.Join(root, "containers", "*.json"))
+	for _, rec := range ctrRecords {
+		b, err := os.ReadFile(rec)
+		if err != nil {
+			continue
+		}
+		var c struct {
+			Cgroup struct {
+				Path string `json:"path"`
+			} `json:"cgroup"`
+		}
+		if json.Unmarshal(b, &c) == nil && strings.Contains(c.Cgroup.Path, "berth") {
+			removeCgroupEverywhere(t, c.Cgroup.Path, true)
+		}
+	}
 	records, _ := filepath.Glob(filepath.Join(root, "sandboxes", "*.json"))
 	for _, rec := range records {
 		b, err := os.ReadFile(rec)
@@ -396,22 +415,53 @@ func removeLeftoverPodCgroups(t testing.TB, root string) {
 				PID       int    `json:"pid"`
 				StartTime uint64 `json:"start_time"`
 			} `json:"pid_holder"`
+			Monitor *struct {
+				PID       int    `json:"pid"`
+				StartTime uint64 `json:"start_time"`
+			} `json:"monitor"`
 		}
 		if json.Unmarshal(b, &sb) != nil {
 			continue
 		}
+		// Both run in sessions of their own.
 		if h := sb.PIDHolder; h != nil && h.PID > 0 && processStartTime(h.PID) == h.StartTime {
-			_ = unix.Kill(h.PID, unix.SIGKILL) // it runs in its own session
+			_ = unix.Kill(h.PID, unix.SIGKILL)
+		}
+		if m := sb.Monitor; m != nil && m.PID > 0 && processStartTime(m.PID) == m.StartTime {
+			_ = unix.Kill(m.PID, unix.SIGKILL)
+			t.Logf("killed leftover pod monitor %d", m.PID)
 		}
 		if !sb.Cgroup.Owned || sb.Cgroup.Path == "" || !strings.Contains(sb.Cgroup.Path, "berth") {
 			continue
 		}
-		dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", sb.Cgroup.Path))
-		dirs = append(dirs, filepath.Join("/sys/fs/cgroup", sb.Cgroup.Path))
-		for _, dir := range dirs {
-			if err := os.Remove(dir); err == nil {
-				t.Logf("removed leftover pod cgroup %s", dir)
+		removeCgroupEverywhere(t, sb.Cgroup.Path, false)
+	}
+}
+
+// removeCgroupEverywhere removes a cgroup from every hierarchy, killing its
+// processes first if asked.
+func removeCgroupEverywhere(t testing.TB, path string, kill bool) {
+	dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup", "*", path))
+	dirs = append(dirs, filepath.Join("/sys/fs/cgroup", path))
+	for _, dir := range dirs {
+		if kill {
+			if b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs")); err == nil {
+				for _, f := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(f); err == nil {
+						_ = unix.Kill(pid, unix.SIGKILL)
+					}
+				}
 			}
+		}
+		for i := 0; i < 100; i++ { // killed processes leave the cgroup asynchronously
+			err := os.Remove(dir)
+			if err == nil {
+				t.Logf("removed leftover cgroup %s", dir)
+			}
+			if err == nil || !errors.Is(err, unix.EBUSY) {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 	}
 }

@@ -21,6 +21,7 @@ const (
 	DefaultMaxConcurrentDownloads = 3
 	DefaultShmSizeBytes           = 64 << 20
 	DefaultPullProgressTimeout    = time.Minute
+	DefaultSeccompProfileRoot     = "/var/lib/kubelet/seccomp"
 
 	// CurrentVersion is the config format version this build reads. A file
 	// written for a later format is refused rather than half understood.
@@ -67,6 +68,14 @@ type RuntimeConfig struct {
 	Handlers []string `toml:"handlers" json:"handlers"`
 	// ShmSizeBytes is the size of each pod's /dev/shm tmpfs.
 	ShmSizeBytes int64 `toml:"shm_size_bytes" json:"shm_size_bytes"`
+	// MonitorPath is the berth-monitor binary; "" finds it next to the
+	// berth binary, then in $PATH.
+	MonitorPath string `toml:"monitor_path" json:"monitor_path"`
+	// PidsLimit is the pids.max of containers that ask for none; 0 means
+	// unlimited.
+	PidsLimit int64 `toml:"pids_limit" json:"pids_limit"`
+	// SeccompProfileRoot is where relative Localhost seccomp profiles are.
+	SeccompProfileRoot string `toml:"seccomp_profile_root" json:"seccomp_profile_root"`
 }
 
 // LogConfig configures the daemon's structured log on stderr.
@@ -108,7 +117,10 @@ func Default() Config {
 		State:           DefaultState,
 		CgroupDriver:    CgroupDriverCgroupfs,
 		ShutdownTimeout: Duration(DefaultShutdownTimeout),
-		Runtime:         RuntimeConfig{Handlers: []string{"runc"}, ShmSizeBytes: DefaultShmSizeBytes},
+		Runtime:         RuntimeConfig{
+			Handlers: []string{"runc"}, ShmSizeBytes: DefaultShmSizeBytes, MonitorPath: "",
+			PidsLimit: 0, SeccompProfileRoot: DefaultSeccompProfileRoot,
+		},
 		Log:             LogConfig{Level: "info", Format: "text"},
 		CNI:             CNIConfig{ConfDir: DefaultCNIConfDir, BinDirs: DefaultCNIBinDirs()},
 		Image: ImageConfig{

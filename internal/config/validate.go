@@ -90,6 +90,15 @@ func (c Config) Validate(o Origins) error {
 		}
 		seen[h] = true
 	}
+	if p := c.Runtime.MonitorPath; p != "" && !filepath.IsAbs(p) {
+		bad("runtime.monitor_path", p, "must be an absolute path")
+	}
+	if n := c.Runtime.PidsLimit; n < 0 {
+		bad("runtime.pids_limit", strconv.FormatInt(n, 10), "must be 0 (unlimited) or more")
+	}
+	if p := c.Runtime.SeccompProfileRoot; p != "" && !filepath.IsAbs(p) {
+		bad("runtime.seccomp_profile_root", p, "must be an absolute path")
+	}
 	if n := c.Runtime.ShmSizeBytes; n < 1<<20 {
 		bad("runtime.shm_size_bytes", strconv.FormatInt(n, 10), "must be at least 1048576 (1 MiB)")
 	}

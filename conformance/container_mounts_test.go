@@ -1,0 +1,88 @@
+package conformance
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Bind mounts: read-write and read-only, symlinked host paths, a missing
+// host path refused, and rslave propagation of a mount the host makes
+// after the container started.
+func TestContainerMounts(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "mounts")
+	host := t.TempDir()
+	if err := os.WriteFile(filepath.Join(host, "hello"), []byte("from host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(host, link); err != nil {
+		t.Fatal(err)
+	}
+	cfg := e.ctrConfig("binds", "sh", "-c",
+		`cat /rw/hello; echo written > /rw/new; if touch /ro/x 2>/dev/null; then echo ro-writable; else echo ro-refused; fi; cat /via-link/hello`)
+	cfg.Mounts = []*runtimeapi.Mount{
+		{ContainerPath: "/rw", HostPath: host},
+		{ContainerPath: "/ro", HostPath: host, Readonly: true},
+		{ContainerPath: "/via-link", HostPath: link, Readonly: true},
+	}
+	st, lines := e.runToExit(t, podID, podCfg, cfg)
+	if got := strings.TrimSpace(output(lines)); got != "from host\nro-refused\nfrom host" {
+		t.Fatalf("output %q", got)
+	}
+	if b, err := os.ReadFile(filepath.Join(host, "new")); err != nil || string(b) != "written\n" {
+		t.Fatalf("write through the bind mount: %q, %v", b, err)
+	}
+	if len(st.Mounts) != 3 || st.Mounts[1].ContainerPath != "/ro" || !st.Mounts[1].Readonly {
+		t.Errorf("status mounts %+v", st.Mounts)
+	}
+
+	t.Run("missing-host-path", func(t *testing.T) {
+		cfg := e.ctrConfig("missing", "true")
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/m", HostPath: filepath.Join(host, "absent")}}
+		_, err := e.tryCreate(podID, podCfg, cfg)
+		if code := status.Code(err); (code != codes.NotFound && code != codes.InvalidArgument) || !strings.Contains(err.Error(), "absent") {
+			t.Fatalf("CreateContainer with a missing host path = %v", err)
+		}
+	})
+
+	t.Run("rslave-propagation", func(t *testing.T) {
+		// The host side must be a shared mount for propagation to reach
+		// the container: a tmpfs made shared for the test.
+		src := t.TempDir()
+		if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(src, unix.MNT_DETACH) })
+		if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
+			t.Fatal(err)
+		}
+		cfg := e.ctrConfig("rslave", "sh", "-c", `echo ready; while [ ! -e /prop/sub/marker ]; do sleep 0.02; done; echo seen`)
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/prop", HostPath: src, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}}
+		id := e.run(t, podID, podCfg, cfg)
+		waitLog(t, e.status(t, id).LogPath, "ready")
+		sub := filepath.Join(src, "sub")
+		if err := os.Mkdir(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+		if err := os.WriteFile(filepath.Join(sub, "marker"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		st := e.waitState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second)
+		if out := output(readLog(t, st.LogPath)); !strings.Contains(out, "seen") {
+			t.Fatalf("the host's new mount did not propagate: %q", out)
+		}
+	})
+}

@@ -1,0 +1,132 @@
+package monitor_test
+
+// Benchmarks: a container's create+start+exit+delete through the monitor,
+// and what an idle monitor costs in memory.
+//
+//	BERTH_INTEGRATION=1 go test -tags seccomp -run - -bench . -benchtime 1x ./internal/monitor
+//
+// BERTH_MONITOR_BIN=/path/to/berth-monitor measures a built binary instead
+// of the test binary acting as the monitor.
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-runtime/berth/sandbox/monitorapi"
+)
+
+func BenchmarkMonitorCreateStart(b *testing.B) {
+	integration(b)
+	p := newPod(b, makeRootfs(b))
+	ctx := testCtx(b)
+	exited := make(chan string, 16)
+	evCtx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		_ = p.client.Events(evCtx, func(ev monitorapi.Event) {
+			if ev.Type == monitorapi.EventExited {
+				exited <- ev.State.ID
+			}
+		})
+	}()
+	b.Cleanup(func() { cancel(); <-stopped })
+	// Bundles are written ahead: only the monitor's work is timed.
+	reqs := make([]monitorapi.CreateRequest, b.N)
+	for i := range reqs {
+		reqs[i] = p.bundle("c"+strconv.Itoa(i), []string{"true"}, ctrOpts{})
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		id := "c" + strconv.Itoa(i)
+		if _, err := p.client.Create(ctx, id, reqs[i]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := p.client.Start(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+		if got := <-exited; got != id {
+			b.Fatalf("exit of %s, want %s", got, id)
+		}
+		if err := p.client.Delete(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMonitorIdleMemory runs 20 monitors with one idle container each
+// and reports their average proportional set size (shared pages split
+// between the monitors that map them).
+func BenchmarkMonitorIdleMemory(b *testing.B) {
+	integration(b)
+	const monitors = 20
+	rootfs := makeRootfs(b)
+	pods := make([]*pod, monitors)
+	for i := range pods {
+		pods[i] = newPod(b, rootfs)
+		pods[i].run("idle", []string{"sleep", "1000"}, ctrOpts{})
+	}
+	// Intentionally a fixed wait: the monitors return their free memory
+	// after 2 s without activity, and an idle process gives no signal of
+	// that to wait for.
+	time.Sleep(4 * time.Second)
+	var sum map[string]float64
+	threads := 0.0
+	for _, p := range pods {
+		m, err := smapsRollup(p.cmd.Process.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if sum == nil {
+			sum = map[string]float64{}
+		}
+		for k, v := range m {
+			sum[k] += v
+		}
+		threads += float64(threadCount(p.cmd.Process.Pid))
+	}
+	for _, k := range []string{"Pss", "Pss_Anon", "Pss_File", "Rss"} {
+		b.ReportMetric(sum[k]/monitors, k+"-kB/monitor")
+	}
+	b.ReportMetric(threads/monitors, "threads/monitor")
+}
+
+// smapsRollup reads the kB fields of /proc/<pid>/smaps_rollup.
+func smapsRollup(pid int) (map[string]float64, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(v)
+		if len(fields) == 2 && fields[1] == "kB" {
+			n, _ := strconv.ParseFloat(fields[0], 64)
+			out[k] = n
+		}
+	}
+	return out, sc.Err()
+}
+
+func threadCount(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	return 0
+}

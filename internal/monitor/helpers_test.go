@@ -1,0 +1,448 @@
+package monitor_test
+
+// Test scaffolding: the test binary doubles as the monitor (and as the
+// containers' libcontainer init); each test gets a busybox rootfs, a pod
+// directory, its own cgroup parent and a monitor subprocess, all removed
+// in t.Cleanup.
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-runtime/berth/internal/libctinit"
+	"github.com/berth-runtime/berth/internal/monitor"
+	"github.com/berth-runtime/berth/sandbox/monitorapi"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+func TestMain(m *testing.M) {
+	libctinit.RunIfInit()
+	if len(os.Args) > 1 && os.Args[1] == "monitor" {
+		os.Exit(monitor.Main(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+// integration skips unless containers may be run.
+func integration(tb testing.TB) {
+	tb.Helper()
+	if os.Getenv("BERTH_INTEGRATION") != "1" {
+		tb.Skip("set BERTH_INTEGRATION=1 (as root) to run real containers")
+	}
+	if os.Geteuid() != 0 {
+		tb.Skip("needs root")
+	}
+}
+
+// applets are hard-linked to busybox in the test rootfs.
+var applets = []string{"sh", "sleep", "echo", "cat", "tail", "yes", "head", "true", "false", "kill", "tr", "printf", "seq"}
+
+// makeRootfs builds a busybox rootfs, bind-mounted onto itself as
+// libcontainer wants a mount point.
+func makeRootfs(tb testing.TB) string {
+	tb.Helper()
+	rootfs := filepath.Join(tb.TempDir(), "rootfs")
+	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	bb, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		tb.Skipf("busybox-static is needed: %v", err)
+	}
+	bin := filepath.Join(rootfs, "bin", "busybox")
+	if err := os.WriteFile(bin, bb, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	for _, a := range applets {
+		if err := os.Link(bin, filepath.Join(rootfs, "bin", a)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil {
+			tb.Errorf("unmount %s: %v", rootfs, err)
+		}
+	})
+	return rootfs
+}
+
+// pod is one monitor under test with its directory and cgroup parent.
+type pod struct {
+	tb       testing.TB
+	dir      string
+	rootfs   string
+	cgParent string // e.g. /berth-monitor-test-1a2b3c4d
+	client   *monitorapi.Client
+	cmd      *exec.Cmd
+	exited   chan struct{} // closed when the monitor process was reaped
+	logPath  string        // the monitor's own stderr
+}
+
+// newPod starts a monitor for a fresh pod directory.
+func newPod(tb testing.TB, rootfs string) *pod {
+	tb.Helper()
+	var rnd [4]byte
+	_, _ = rand.Read(rnd[:])
+	p := &pod{
+		tb:       tb,
+		dir:      tb.TempDir(),
+		rootfs:   rootfs,
+		cgParent: "/berth-monitor-test-" + hex.EncodeToString(rnd[:]),
+	}
+	p.logPath = filepath.Join(p.dir, "monitor.log")
+	tb.Cleanup(p.cleanup)
+	p.startMonitor()
+	return p
+}
+
+// monitorBinary is the program run as the monitor: this test binary, or
+// BERTH_MONITOR_BIN (e.g. a built cmd/berth-monitor) for measurements.
+func monitorBinary() (string, []string) {
+	if bin := os.Getenv("BERTH_MONITOR_BIN"); bin != "" {
+		return bin, nil
+	}
+	return os.Args[0], []string{"monitor"}
+}
+
+func (p *pod) startMonitor() {
+	tb := p.tb
+	tb.Helper()
+	logf, err := os.OpenFile(p.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer logf.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer readyR.Close()
+	bin, args := monitorBinary()
+	args = append(args, "--dir", p.dir, "--pod", filepath.Base(p.dir), "--log-level", "debug")
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), monitor.ReadyFDEnv+"=3")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.cmd, p.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	_ = readyR.SetReadDeadline(time.Now().Add(30 * time.Second))
+	line, _ := bufio.NewReader(readyR).ReadString('\n')
+	if line != "ok\n" {
+		tb.Fatalf("monitor not ready: %q\n%s", line, p.monitorLog())
+	}
+	p.client = monitorapi.NewClient(filepath.Join(p.dir, monitorapi.SocketName))
+}
+
+func (p *pod) monitorLog() string {
+	b, _ := os.ReadFile(p.logPath)
+	return string(b)
+}
+
+// cleanup removes every container (through the monitor while it answers,
+// else by killing what is left in the test's cgroups), ends the monitor
+// and removes the cgroups.
+func (p *pod) cleanup() {
+	tb := p.tb
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if p.alive() {
+		states, _ := p.client.List(ctx)
+		for _, st := range states {
+			_ = p.client.Kill(ctx, st.ID, 9, true)
+		}
+		for _, st := range states {
+			p.waitStatus(st.ID, monitorapi.StatusStopped)
+			if err := p.client.Delete(ctx, st.ID); err != nil {
+				tb.Errorf("cleanup: delete %s: %v", st.ID, err)
+			}
+		}
+		if err := p.client.Shutdown(ctx); err != nil {
+			tb.Errorf("cleanup: shutdown: %v", err)
+		}
+		select {
+		case <-p.exited:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	if p.alive() {
+		_ = p.cmd.Process.Kill() // by pid: our own child
+		<-p.exited
+	}
+	killCgroupTree(tb, p.cgParent)
+	removeCgroupTree(tb, p.cgParent)
+	if log := p.monitorLog(); strings.Contains(log, "DATA RACE") || tb.Failed() {
+		if strings.Contains(log, "DATA RACE") {
+			tb.Error("the monitor reported a data race")
+		}
+		tb.Logf("monitor log:\n%s", log)
+	}
+}
+
+func (p *pod) alive() bool {
+	if p.cmd == nil {
+		return false
+	}
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// cgroupDirs lists the test parent's directory in every hierarchy.
+func cgroupDirs(parent string) []string {
+	roots, _ := filepath.Glob("/sys/fs/cgroup/*")
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		roots = []string{"/sys/fs/cgroup"}
+	}
+	var out []string
+	for _, r := range roots {
+		d := filepath.Join(r, parent)
+		if _, err := os.Stat(d); err == nil {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// killCgroupTree SIGKILLs processes left in the test's cgroups: only
+// containers this test started can be there.
+func killCgroupTree(tb testing.TB, parent string) {
+	for _, d := range cgroupDirs(parent) {
+		_ = filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
+			if err != nil || e.IsDir() || e.Name() != "cgroup.procs" {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			for _, f := range strings.Fields(string(b)) {
+				var pid int
+				if _, err := fmt.Sscan(f, &pid); err == nil && pid > 0 {
+					tb.Logf("cleanup: killing leftover pid %d in %s", pid, path)
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
+			return nil
+		})
+	}
+}
+
+// removeCgroupTree removes the test's cgroups, deepest first.
+func removeCgroupTree(tb testing.TB, parent string) {
+	for _, d := range cgroupDirs(parent) {
+		var dirs []string
+		_ = filepath.WalkDir(d, func(path string, e os.DirEntry, err error) error {
+			if err == nil && e.IsDir() {
+				dirs = append(dirs, path)
+			}
+			return nil
+		})
+		for i := len(dirs) - 1; i >= 0; i-- {
+			var err error
+			for try := 0; try < 50; try++ {
+				if err = unix.Rmdir(dirs[i]); err == nil || errors.Is(err, unix.ENOENT) {
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil && !errors.Is(err, unix.ENOENT) {
+				tb.Errorf("cleanup: rmdir %s: %v", dirs[i], err)
+			}
+		}
+	}
+}
+
+// ctrOpts shape a test container.
+type ctrOpts struct {
+	tty, stdin  bool
+	noLog       bool
+	hostPID     bool  // no PID namespace: the process is not an init
+	memoryLimit int64 // bytes, 0: none
+	pidsLimit   int64
+}
+
+// bundle writes a container's bundle and returns the create request.
+func (p *pod) bundle(id string, args []string, o ctrOpts) monitorapi.CreateRequest {
+	tb := p.tb
+	tb.Helper()
+	dir := filepath.Join(p.dir, "bundles", id)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		tb.Fatal(err)
+	}
+	spec := testSpec(p.rootfs, p.cgParent+"/"+id, args, o)
+	b, err := json.MarshalIndent(spec, "", "  ")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	r := monitorapi.CreateRequest{Bundle: dir, TTY: o.tty, Stdin: o.stdin}
+	if !o.noLog {
+		r.LogPath = p.logFile(id)
+	}
+	return r
+}
+
+func (p *pod) logFile(id string) string {
+	d := filepath.Join(p.dir, "logs")
+	_ = os.MkdirAll(d, 0o700)
+	return filepath.Join(d, id+".log")
+}
+
+// testSpec is a minimal but real OCI spec, close to `runc spec`.
+func testSpec(rootfs, cgroupsPath string, args []string, o ctrOpts) *specs.Spec {
+	caps := []string{"CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	ns := []specs.LinuxNamespace{{Type: specs.MountNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace}, {Type: specs.NetworkNamespace}}
+	if !o.hostPID {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	res := &specs.LinuxResources{Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}}}
+	if o.memoryLimit > 0 {
+		res.Memory = &specs.LinuxMemory{Limit: &o.memoryLimit}
+	}
+	if o.pidsLimit > 0 {
+		res.Pids = &specs.LinuxPids{Limit: &o.pidsLimit}
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: rootfs},
+		Process: &specs.Process{
+			Terminal:        o.tty,
+			Args:            args,
+			Env:             []string{"PATH=/bin", "HOME=/"},
+			Cwd:             "/",
+			NoNewPrivileges: true,
+			Capabilities:    &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Hard: 1024, Soft: 1024}},
+		},
+		Hostname: "test",
+		Mounts: []specs.Mount{
+			{Destination: "/proc", Type: "proc", Source: "proc"},
+			{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		},
+		Linux: &specs.Linux{
+			CgroupsPath: cgroupsPath,
+			Namespaces:  ns,
+			Resources:   res,
+			MaskedPaths: []string{"/proc/kcore", "/sys/firmware"},
+		},
+	}
+}
+
+// run creates and starts a container.
+func (p *pod) run(id string, args []string, o ctrOpts) monitorapi.State {
+	p.tb.Helper()
+	ctx := testCtx(p.tb)
+	if _, err := p.client.Create(ctx, id, p.bundle(id, args, o)); err != nil {
+		p.tb.Fatalf("create %s: %v", id, err)
+	}
+	st, err := p.client.Start(ctx, id)
+	if err != nil {
+		p.tb.Fatalf("start %s: %v", id, err)
+	}
+	return st
+}
+
+// waitStatus polls until container id has the status; stopped also waits
+// for the exit to be reported.
+func (p *pod) waitStatus(id string, want monitorapi.Status) monitorapi.State {
+	p.tb.Helper()
+	var st monitorapi.State
+	var err error
+	waitFor(p.tb, 20*time.Second, func() bool {
+		st, err = p.client.State(context.Background(), id)
+		return err == nil && st.Status == want
+	}, func() string { return fmt.Sprintf("%s to be %s (now %+v, %v)", id, want, st, err) })
+	return st
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(tb testing.TB, timeout time.Duration, cond func() bool, what func() string) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func testCtx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+// eventLog collects a subscription's events.
+type eventLog struct {
+	mu     sync.Mutex
+	events []monitorapi.Event
+	done   chan struct{} // closed when the subscription ended
+	cancel context.CancelFunc
+}
+
+func (p *pod) subscribe() *eventLog {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &eventLog{done: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(l.done)
+		_ = p.client.Events(ctx, func(ev monitorapi.Event) {
+			l.mu.Lock()
+			l.events = append(l.events, ev)
+			l.mu.Unlock()
+		})
+	}()
+	p.tb.Cleanup(func() { cancel(); <-l.done })
+	return l
+}
+
+func (l *eventLog) snapshot() []monitorapi.Event {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]monitorapi.Event(nil), l.events...)
+}
+
+// waitEvent waits for an event of type t about id and returns it.
+func (l *eventLog) waitEvent(tb testing.TB, t monitorapi.EventType, id string) monitorapi.Event {
+	tb.Helper()
+	var found monitorapi.Event
+	waitFor(tb, 20*time.Second, func() bool {
+		for _, ev := range l.snapshot() {
+			if ev.Type == t && ev.State.ID == id {
+				found = ev
+				return true
+			}
+		}
+		return false
+	}, func() string { return fmt.Sprintf("event %s of %s (have %+v)", t, id, l.snapshot()) })
+	return found
+}

@@ -1,0 +1,225 @@
+package sandbox
+
+// The pod's monitor process (cmd/berth-monitor): started at the pod's first
+// CreateContainer, parent of its containers, ended when the pod is removed.
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-runtime/berth/sandbox/monitorapi"
+	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// Monitor is the record of a pod's monitor process.
+type Monitor struct {
+	PID int `json:"pid"`
+	// StartTime tells our monitor from a process that reused its PID.
+	StartTime uint64 `json:"start_time"`
+	Socket    string `json:"socket"`
+}
+
+// monitorStartTimeout bounds how long a new monitor may take to listen.
+const monitorStartTimeout = 10 * time.Second
+
+// monitorClient returns the client of sb's monitor, or NotFound-free nil
+// when the pod never had one (no containers were ever created).
+func (m *Manager) monitorClient(sb *Sandbox) *monitorapi.Client {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if sb.Monitor == nil {
+		return nil
+	}
+	return monitorapi.NewClient(sb.Monitor.Socket)
+}
+
+// ensureMonitor returns a client of sb's monitor, starting the monitor if
+// the pod has none (or it is gone). The caller holds sb's lock.
+func (m *Manager) ensureMonitor(ctx context.Context, sb *Sandbox) (*monitorapi.Client, error) {
+	if mon := sb.Monitor; mon != nil {
+		c := monitorapi.NewClient(mon.Socket)
+		if processAlive(mon.PID, mon.StartTime) {
+			if _, err := c.Hello(ctx); err == nil {
+				m.watchMonitor(sb.ID, c)
+				return c, nil
+			}
+		}
+		return nil, fmt.Errorf("%w: the monitor of pod sandbox %s (pid %d) is not answering: stop and remove the pod",
+			errdefs.ErrUnavailable, sb.ID, mon.PID)
+	}
+	mon, err := m.startMonitor(ctx, sb)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	sb.Monitor = mon
+	m.mu.Unlock()
+	if err := m.records.save(sb); err != nil {
+		m.killMonitor(mon)
+		m.mu.Lock()
+		sb.Monitor = nil
+		m.mu.Unlock()
+		return nil, err
+	}
+	c := monitorapi.NewClient(mon.Socket)
+	m.watchMonitor(sb.ID, c)
+	return c, nil
+}
+
+// startMonitor runs the monitor binary for sb in a session of its own (so
+// it outlives this daemon), in the pod cgroup, and waits until it listens.
+func (m *Manager) startMonitor(ctx context.Context, sb *Sandbox) (*Monitor, error) {
+	if m.opts.MonitorBinary == "" {
+		return nil, fmt.Errorf("%w: no berth-monitor binary configured (runtime.monitor_path)", errdefs.ErrFailedPrecondition)
+	}
+	logFile, err := os.OpenFile(filepath.Join(sb.Dir, "monitor.log"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("monitor log: %w", err)
+	}
+	defer logFile.Close()
+	readyR, readyW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer readyR.Close()
+	args := append(append([]string(nil), m.opts.MonitorArgs...),
+		"--dir", sb.Dir, "--pod", sb.ID, "--log-level", m.opts.MonitorLogLevel)
+	cmd := exec.Command(m.opts.MonitorBinary, args...)
+	cmd.Env = append(os.Environ(), "BERTH_MONITOR_READY_FD=3")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.ExtraFiles = []*os.File{readyW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Dir = sb.Dir
+	err = cmd.Start()
+	readyW.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%w: start the pod monitor %s: %v", errdefs.ErrFailedPrecondition, m.opts.MonitorBinary, err)
+	}
+	// Reap it should it exit while this daemon is its parent.
+	go func() { _ = cmd.Wait() }()
+	mon := &Monitor{PID: cmd.Process.Pid, Socket: filepath.Join(sb.Dir, monitorapi.SocketName)}
+	fail := func(err error) (*Monitor, error) {
+		m.killMonitor(mon)
+		if tail := logTail(logFile.Name(), 512); tail != "" {
+			err = fmt.Errorf("%w; its log ends: %s", err, tail)
+		}
+		return nil, fmt.Errorf("pod monitor of sandbox %s: %w", sb.ID, err)
+	}
+	if mon.StartTime, err = processStartTime(mon.PID); err != nil {
+		return fail(err)
+	}
+	if err := LoadPodCgroup(sb.Cgroup).AddProcess(mon.PID); err != nil {
+		return fail(err)
+	}
+	// As the parent of the pod's containers it should be the OOM killer's
+	// last choice, like a shim or conmon.
+	adj := strconv.Itoa(ClampOOMScoreAdj(sandboxOOMScoreAdj))
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", mon.PID), []byte(adj), 0); err != nil {
+		return fail(err)
+	}
+	if err := awaitReady(ctx, readyR); err != nil {
+		return fail(err)
+	}
+	return mon, nil
+}
+
+// logTail returns the last n bytes of a file, trimmed; "" if unreadable.
+func logTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		_, _ = f.Seek(-n, io.SeekEnd)
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return strings.TrimSpace(string(b))
+}
+
+// awaitReady reads the monitor's readiness line.
+func awaitReady(ctx context.Context, r *os.File) error {
+	deadline := time.Now().Add(monitorStartTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = r.SetReadDeadline(deadline)
+	line, err := bufio.NewReader(r).ReadString('\n')
+	line = strings.TrimSpace(line)
+	switch {
+	case line == "ok":
+		return nil
+	case line != "":
+		return fmt.Errorf("%w: it did not start: %s", errdefs.ErrUnknown, line)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: it did not listen within %s", context.DeadlineExceeded, time.Until(deadline).Round(time.Second))
+	default:
+		return fmt.Errorf("%w: it exited before it listened", errdefs.ErrUnknown)
+	}
+}
+
+// stopMonitor ends sb's monitor once its containers are deleted, and
+// forgets it. A monitor already gone is success.
+func (m *Manager) stopMonitor(ctx context.Context, sb *Sandbox) error {
+	mon := sb.Monitor
+	if mon == nil {
+		return nil
+	}
+	m.unwatchMonitor(sb.ID)
+	if processAlive(mon.PID, mon.StartTime) {
+		err := monitorapi.NewClient(mon.Socket).Shutdown(ctx)
+		if errdefs.IsFailedPrecondition(err) {
+			return fmt.Errorf("stop the monitor of pod sandbox %s: %w", sb.ID, err)
+		}
+		// Gone or not answering: make sure it ends.
+		if err != nil || !waitGone(ctx, mon) {
+			m.killMonitor(mon)
+		}
+	}
+	m.mu.Lock()
+	sb.Monitor = nil
+	m.mu.Unlock()
+	return nil
+}
+
+// waitGone waits briefly for a monitor that was asked to exit.
+func waitGone(ctx context.Context, mon *Monitor) bool {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(2 * time.Second)
+	for processAlive(mon.PID, mon.StartTime) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-deadline:
+			return false
+		case <-t.C:
+		}
+	}
+	return true
+}
+
+// killMonitor SIGKILLs a monitor if it still is the process recorded.
+func (m *Manager) killMonitor(mon *Monitor) {
+	if mon.PID > 0 && (mon.StartTime == 0 || processAlive(mon.PID, mon.StartTime)) {
+		_ = unix.Kill(mon.PID, unix.SIGKILL)
+	}
+}
+
+// processAlive says whether pid is still the process that started at
+// startTime and has not exited (a zombie counts as gone).
+func processAlive(pid int, startTime uint64) bool {
+	exists, zombie := holderState(&Holder{PID: pid, StartTime: startTime})
+	return exists && !zombie
+}
