@@ -117,12 +117,12 @@ func Default() Config {
 		State:           DefaultState,
 		CgroupDriver:    CgroupDriverCgroupfs,
 		ShutdownTimeout: Duration(DefaultShutdownTimeout),
-		Runtime:         RuntimeConfig{
+		Runtime: RuntimeConfig{
 			Handlers: []string{"runc"}, ShmSizeBytes: DefaultShmSizeBytes, MonitorPath: "",
 			PidsLimit: 0, SeccompProfileRoot: DefaultSeccompProfileRoot,
 		},
-		Log:             LogConfig{Level: "info", Format: "text"},
-		CNI:             CNIConfig{ConfDir: DefaultCNIConfDir, BinDirs: DefaultCNIBinDirs()},
+		Log: LogConfig{Level: "info", Format: "text"},
+		CNI: CNIConfig{ConfDir: DefaultCNIConfDir, BinDirs: DefaultCNIBinDirs()},
 		Image: ImageConfig{
 			RegistryConfigDir:      DefaultRegistryConfigDir,
 			MaxConcurrentDownloads: DefaultMaxConcurrentDownloads,
