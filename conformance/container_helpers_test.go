@@ -33,7 +33,7 @@ func newCtrEnv(t *testing.T) *ctrEnv {
 }
 
 // pushAndPull builds an image, serves it and pulls it into the runtime.
-func (e *ctrEnv) pushAndPull(t *testing.T, repoTag string, spec framework.ImageSpec) string {
+func (e *ctrEnv) pushAndPull(t testing.TB, repoTag string, spec framework.ImageSpec) string {
 	t.Helper()
 	ref, _ := e.reg.Push(t, repoTag, framework.MustBuildImage(t, spec))
 	if _, err := pull(t, e.tg, ref, nil); err != nil {
@@ -43,7 +43,7 @@ func (e *ctrEnv) pushAndPull(t *testing.T, repoTag string, spec framework.ImageS
 }
 
 // pod runs a pod whose containers log under e.logs.
-func (e *ctrEnv) pod(t *testing.T, name string, mutate ...func(*runtimeapi.PodSandboxConfig)) (string, *runtimeapi.PodSandboxConfig) {
+func (e *ctrEnv) pod(t testing.TB, name string, mutate ...func(*runtimeapi.PodSandboxConfig)) (string, *runtimeapi.PodSandboxConfig) {
 	t.Helper()
 	cfg := podConfig(name)
 	cfg.LogDirectory = e.logs
@@ -66,7 +66,7 @@ func (e *ctrEnv) ctrConfig(name string, cmd ...string) *runtimeapi.ContainerConf
 }
 
 // create creates a container; it is removed when the test ends.
-func (e *ctrEnv) create(t *testing.T, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
+func (e *ctrEnv) create(t testing.TB, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
 	t.Helper()
 	id, err := e.tryCreate(podID, podCfg, cfg)
 	if err != nil {
@@ -87,7 +87,7 @@ func (e *ctrEnv) tryCreate(podID string, podCfg *runtimeapi.PodSandboxConfig, cf
 	return resp.GetContainerId(), err
 }
 
-func (e *ctrEnv) start(t *testing.T, id string) {
+func (e *ctrEnv) start(t testing.TB, id string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -97,14 +97,14 @@ func (e *ctrEnv) start(t *testing.T, id string) {
 }
 
 // run creates and starts a container.
-func (e *ctrEnv) run(t *testing.T, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
+func (e *ctrEnv) run(t testing.TB, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) string {
 	t.Helper()
 	id := e.create(t, podID, podCfg, cfg)
 	e.start(t, id)
 	return id
 }
 
-func (e *ctrEnv) status(t *testing.T, id string) *runtimeapi.ContainerStatus {
+func (e *ctrEnv) status(t testing.TB, id string) *runtimeapi.ContainerStatus {
 	t.Helper()
 	resp, err := e.tg.Runtime.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id})
 	if err != nil {
@@ -114,7 +114,7 @@ func (e *ctrEnv) status(t *testing.T, id string) *runtimeapi.ContainerStatus {
 }
 
 // waitState polls ContainerStatus until the container is in state.
-func (e *ctrEnv) waitState(t *testing.T, id string, state runtimeapi.ContainerState, within time.Duration) *runtimeapi.ContainerStatus {
+func (e *ctrEnv) waitState(t testing.TB, id string, state runtimeapi.ContainerState, within time.Duration) *runtimeapi.ContainerStatus {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for {
@@ -130,7 +130,7 @@ func (e *ctrEnv) waitState(t *testing.T, id string, state runtimeapi.ContainerSt
 }
 
 // runToExit runs a container to its end and returns its status and log.
-func (e *ctrEnv) runToExit(t *testing.T, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) (*runtimeapi.ContainerStatus, []logLine) {
+func (e *ctrEnv) runToExit(t testing.TB, podID string, podCfg *runtimeapi.PodSandboxConfig, cfg *runtimeapi.ContainerConfig) (*runtimeapi.ContainerStatus, []logLine) {
 	t.Helper()
 	id := e.run(t, podID, podCfg, cfg)
 	st := e.waitState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second)
@@ -158,7 +158,7 @@ type logLine struct {
 }
 
 // readLog parses a CRI-format log file, failing on any malformed line.
-func readLog(t *testing.T, path string) []logLine {
+func readLog(t testing.TB, path string) []logLine {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
@@ -168,7 +168,7 @@ func readLog(t *testing.T, path string) []logLine {
 	return parseLog(t, f, path)
 }
 
-func parseLog(t *testing.T, f *os.File, path string) []logLine {
+func parseLog(t testing.TB, f *os.File, path string) []logLine {
 	t.Helper()
 	var out []logLine
 	sc := bufio.NewScanner(f)
@@ -199,7 +199,26 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func osReadFile(path string) ([]byte, error) { return os.ReadFile(path) }
 
 // jsonField digs a string out of a JSON document by keys.
-func jsonField(t *testing.T, doc string, keys ...string) string {
+func jsonField(t testing.TB, doc string, keys ...string) string {
+	t.Helper()
+	s, ok := jsonValue(t, doc, keys...).(string)
+	if !ok {
+		t.Fatalf("verbose info field %v is not a string", keys)
+	}
+	return s
+}
+
+// jsonNumber digs a number out of a JSON document by keys, as text.
+func jsonNumber(t testing.TB, doc string, keys ...string) string {
+	t.Helper()
+	f, ok := jsonValue(t, doc, keys...).(float64)
+	if !ok {
+		t.Fatalf("verbose info field %v is not a number", keys)
+	}
+	return strconv.FormatFloat(f, 'f', -1, 64)
+}
+
+func jsonValue(t testing.TB, doc string, keys ...string) any {
 	t.Helper()
 	var v any
 	if err := json.Unmarshal([]byte(doc), &v); err != nil {
@@ -212,9 +231,5 @@ func jsonField(t *testing.T, doc string, keys ...string) string {
 		}
 		v = m[k]
 	}
-	s, ok := v.(string)
-	if !ok {
-		t.Fatalf("verbose info field %v is %T", keys, v)
-	}
-	return s
+	return v
 }

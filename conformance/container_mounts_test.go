@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,4 +86,56 @@ func TestContainerMounts(t *testing.T) {
 			t.Fatalf("the host's new mount did not propagate: %q", out)
 		}
 	})
+}
+
+// A recursive read-only mount makes submounts read-only too, and the
+// runtime advertises the feature.
+func TestContainerRecursiveReadonlyMount(t *testing.T) {
+	e := newCtrEnv(t)
+	resp, err := e.tg.Runtime.Status(context.Background(), &runtimeapi.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range resp.RuntimeHandlers {
+		if !h.GetFeatures().GetRecursiveReadOnlyMounts() {
+			t.Fatalf("handler %q does not advertise recursive read-only mounts", h.Name)
+		}
+	}
+	podID, podCfg := e.pod(t, "rro")
+	src := t.TempDir()
+	sub := filepath.Join(src, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	script := `for d in /ro/sub /rro/sub; do if touch $d/x 2>/dev/null; then echo $d=rw; else echo $d=ro; fi; done`
+	cfg := e.ctrConfig("rro", "sh", "-c", script)
+	cfg.Mounts = []*runtimeapi.Mount{
+		{ContainerPath: "/ro", HostPath: src, Readonly: true},
+		{ContainerPath: "/rro", HostPath: src, Readonly: true, RecursiveReadOnly: true},
+	}
+	_, lines := e.runToExit(t, podID, podCfg, cfg)
+	// A plain read-only bind leaves the submount writable (as with runc and
+	// containerd); the recursive one does not.
+	if got := strings.ReplaceAll(strings.TrimSpace(output(lines)), "\n", "|"); got != "/ro/sub=rw|/rro/sub=ro" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// Host devices are made available with their permissions.
+func TestContainerDevices(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "devices")
+	cfg := e.ctrConfig("dev", "sh", "-c", `ls -l /dev/mynull | cut -c1; echo hi > /dev/mynull && echo wrote; head -c 4 /dev/myzero | wc -c`)
+	cfg.Devices = []*runtimeapi.Device{
+		{HostPath: "/dev/null", ContainerPath: "/dev/mynull", Permissions: "rwm"},
+		{HostPath: "/dev/zero", ContainerPath: "/dev/myzero", Permissions: "r"},
+	}
+	_, lines := e.runToExit(t, podID, podCfg, cfg)
+	if got := strings.ReplaceAll(strings.TrimSpace(output(lines)), "\n", "|"); got != "c|wrote|4" {
+		t.Fatalf("got %q", got)
+	}
 }

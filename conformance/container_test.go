@@ -158,7 +158,7 @@ func TestContainerStopSignal(t *testing.T) {
 }
 
 // waitLog waits until a container's log contains text.
-func waitLog(t *testing.T, path, text string) {
+func waitLog(t testing.TB, path, text string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -172,7 +172,7 @@ func waitLog(t *testing.T, path, text string) {
 	}
 }
 
-func readLogIfExists(t *testing.T, path string) []logLine {
+func readLogIfExists(t testing.TB, path string) []logLine {
 	t.Helper()
 	if _, err := os.Stat(path); err != nil {
 		return nil
@@ -189,5 +189,62 @@ func TestContainerOOMKilled(t *testing.T) {
 	st, _ := e.runToExit(t, podID, podCfg, cfg)
 	if st.Reason != "OOMKilled" || st.ExitCode != 137 {
 		t.Fatalf("exit %d reason %q, want 137 OOMKilled", st.ExitCode, st.Reason)
+	}
+}
+
+// RemoveContainer of a running container kills it first; a failed create
+// leaves nothing behind and frees the name for a retry.
+func TestContainerRemoveRunningAndFailedCreate(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "remove")
+	id := e.run(t, podID, podCfg, e.ctrConfig("running", "sleep", "1000"))
+	if _, err := e.tg.Runtime.RemoveContainer(context.Background(), &runtimeapi.RemoveContainerRequest{ContainerId: id}); err != nil {
+		t.Fatalf("RemoveContainer of a running container: %v", err)
+	}
+	if _, err := e.tg.Runtime.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id}); status.Code(err) != codes.NotFound {
+		t.Fatalf("status after remove: %v", err)
+	}
+
+	bad := e.ctrConfig("retry", "id")
+	bad.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{RunAsUsername: "ghost"}
+	if _, err := e.tryCreate(podID, podCfg, bad); err == nil {
+		t.Fatal("create as an unknown user succeeded")
+	}
+	list, err := e.tg.Runtime.ListContainers(context.Background(), &runtimeapi.ListContainersRequest{})
+	if err != nil || len(list.Containers) != 0 {
+		t.Fatalf("after a failed create: %v, %v", list, err)
+	}
+	if d := e.tg.Daemon; d != nil {
+		if mounts, _ := framework.MountsUnder(d.State + "/containers"); len(mounts) != 0 {
+			t.Fatalf("rootfs mounts left by a failed create: %v", mounts)
+		}
+	}
+	// The same name works once the request is right; a second create with
+	// it is AlreadyExists.
+	good := e.ctrConfig("retry", "id")
+	e.create(t, podID, podCfg, good)
+	if _, err := e.tryCreate(podID, podCfg, good); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("second create with the same name = %v, want AlreadyExists", err)
+	}
+}
+
+// pid: TARGET joins another container's PID namespace (ephemeral debug
+// containers).
+func TestContainerTargetPIDNamespace(t *testing.T) {
+	e := newCtrEnv(t)
+	ns := &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+	podID, podCfg := e.pod(t, "target", func(c *runtimeapi.PodSandboxConfig) {
+		c.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}
+	})
+	target := e.ctrConfig("target", "sleep", "1000")
+	target.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: ns}
+	targetID := e.run(t, podID, podCfg, target)
+	debug := e.ctrConfig("debug", "ps", "-o", "pid,args")
+	debug.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
+		NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_TARGET, TargetId: targetID},
+	}
+	_, lines := e.runToExit(t, podID, podCfg, debug)
+	if out := output(lines); !strings.Contains(out, "1 sleep 1000") {
+		t.Fatalf("the debug container does not see its target as PID 1:\n%s", out)
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/berth-runtime/berth/conformance/framework"
 )
 
-func pull(t *testing.T, tg *framework.Target, ref string, auth *runtimeapi.AuthConfig) (string, error) {
+func pull(t testing.TB, tg *framework.Target, ref string, auth *runtimeapi.AuthConfig) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()

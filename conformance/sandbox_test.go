@@ -49,7 +49,7 @@ func podTarget(t *testing.T) *framework.Target {
 	return &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Images: d.Images, Daemon: d}
 }
 
-func runPod(t *testing.T, tg *framework.Target, c *runtimeapi.PodSandboxConfig) string {
+func runPod(t testing.TB, tg *framework.Target, c *runtimeapi.PodSandboxConfig) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

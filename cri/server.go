@@ -39,6 +39,8 @@ type Server struct {
 	sandboxes *sandbox.Manager
 	// monitorBinary is the berth-monitor the pods run ("" if not found).
 	monitorBinary string
+	// recursiveReadOnly: the kernel can make mounts recursively read-only.
+	recursiveReadOnly bool
 }
 
 // Options are settings of a server that are not berth configuration.
@@ -102,6 +104,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		images:        images,
 		sandboxes:     sandboxes,
 		monitorBinary: monitorBinary,
+
+		recursiveReadOnly: kernelHasMountSetattr(),
 	}, nil
 }
 

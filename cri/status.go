@@ -2,6 +2,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -29,7 +30,8 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 			s.networkCondition(),
 		}},
 		RuntimeHandlers: s.runtimeHandlers(),
-		Features:        &runtimeapi.RuntimeFeatures{},
+		// Strict supplemental groups (only the requested ones) is built.
+		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
 		resp.Info = map[string]string{"config": s.cfg.JSON()}
@@ -45,14 +47,25 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 }
 
 // runtimeHandlers lists the default handler ("") and the configured ones.
-// No handler feature (recursive read-only mounts, user namespaces) is
-// advertised until containers make it work.
+// Recursive read-only mounts are advertised where the kernel has
+// mount_setattr (runc's "rro"); user namespaces are not (berth refuses them).
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
-	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: &runtimeapi.RuntimeHandlerFeatures{}}}
+	features := func() *runtimeapi.RuntimeHandlerFeatures {
+		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: s.recursiveReadOnly}
+	}
+	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features()}}
 	for _, h := range s.cfg.Runtime.Handlers {
-		out = append(out, &runtimeapi.RuntimeHandler{Name: h, Features: &runtimeapi.RuntimeHandlerFeatures{}})
+		out = append(out, &runtimeapi.RuntimeHandler{Name: h, Features: features()})
 	}
 	return out
+}
+
+// kernelHasMountSetattr probes for mount_setattr(2) (Linux 5.12), which
+// recursive read-only mounts need: with an invalid descriptor a kernel that
+// has it answers EBADF, one that lacks it ENOSYS.
+func kernelHasMountSetattr() bool {
+	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
+	return !errors.Is(err, unix.ENOSYS)
 }
 
 // runtimeCondition checks that the root and state directories are still

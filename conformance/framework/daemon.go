@@ -135,6 +135,9 @@ type Daemon struct {
 	err    error // process exit status, valid once exited is closed
 }
 
+// Pid is the daemon's process ID (for memory measurements).
+func (d *Daemon) Pid() int { return d.cmd.Process.Pid }
+
 // Endpoint is the daemon's CRI endpoint as kubelet's flag takes it.
 func (d *Daemon) Endpoint() string { return "unix://" + d.Socket }
 
