@@ -185,7 +185,9 @@ func TestContainerOOMKilled(t *testing.T) {
 	e := newCtrEnv(t)
 	podID, podCfg := e.pod(t, "oom")
 	cfg := e.ctrConfig("hog", "sh", "-c", "echo start; tail /dev/zero")
-	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 16 << 20}
+	// Room for the container's init (the monitor binary, bigger when built
+	// with -race), which the cgroup charges before the limit is applied.
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{MemoryLimitInBytes: 48 << 20}
 	st, _ := e.runToExit(t, podID, podCfg, cfg)
 	if st.Reason != "OOMKilled" || st.ExitCode != 137 {
 		t.Fatalf("exit %d reason %q, want 137 OOMKilled", st.ExitCode, st.Reason)
