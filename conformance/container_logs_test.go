@@ -111,3 +111,20 @@ func TestContainerLogRotation(t *testing.T) {
 		t.Fatal("ReopenContainerLog of an exited container succeeded")
 	}
 }
+
+// A TTY container's output is logged as stdout, through its terminal.
+func TestContainerTTYLog(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "tty")
+	cfg := e.ctrConfig("tty", "sh", "-c", `if [ -t 1 ]; then echo terminal; fi; echo to-stderr >&2; echo "TERM=$TERM"`)
+	cfg.Tty = true
+	_, lines := e.runToExit(t, podID, podCfg, cfg)
+	for _, l := range lines {
+		if l.stream != "stdout" {
+			t.Fatalf("a TTY container logged on %s: %+v", l.stream, l)
+		}
+	}
+	if got := strings.ReplaceAll(strings.TrimSpace(output(lines)), "\n", "|"); got != "terminal|to-stderr|TERM=xterm" {
+		t.Fatalf("got %q", got)
+	}
+}

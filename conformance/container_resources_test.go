@@ -188,3 +188,62 @@ func TestContainerSurvivesDaemonRestart(t *testing.T) {
 		t.Fatalf("mounts left: %v", mounts)
 	}
 }
+
+// oom_score_adj is applied to the container's process, clamped to what the
+// host allows (root may lack CAP_SYS_RESOURCE, as here).
+func TestContainerOOMScoreAdj(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "oomadj")
+	cfg := e.ctrConfig("adj", "cat", "/proc/self/oom_score_adj")
+	cfg.Linux.Resources = &runtimeapi.LinuxContainerResources{OomScoreAdj: 700}
+	_, lines := e.runToExit(t, podID, podCfg, cfg)
+	if got := strings.TrimSpace(output(lines)); got != "700" {
+		t.Fatalf("oom_score_adj %q, want 700", got)
+	}
+}
+
+// The streaming list RPCs page what the plain ones return.
+func TestStreamContainersAndStats(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "streams")
+	ids := map[string]bool{}
+	for _, name := range []string{"a", "b"} {
+		ids[e.run(t, podID, podCfg, e.ctrConfig(name, "sleep", "1000"))] = true
+	}
+	ctx := context.Background()
+	s, err := e.tg.Runtime.StreamContainers(ctx, &runtimeapi.StreamContainersRequest{Filter: &runtimeapi.ContainerFilter{PodSandboxId: podID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for {
+		page, err := s.Recv()
+		if err != nil {
+			break
+		}
+		for _, c := range page.Containers {
+			if !ids[c.Id] {
+				t.Fatalf("unexpected container %s", c.Id)
+			}
+			seen++
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("StreamContainers gave %d containers, want 2", seen)
+	}
+	ss, err := e.tg.Runtime.StreamContainerStats(ctx, &runtimeapi.StreamContainerStatsRequest{Filter: &runtimeapi.ContainerStatsFilter{PodSandboxId: podID}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen = 0
+	for {
+		page, err := ss.Recv()
+		if err != nil {
+			break
+		}
+		seen += len(page.ContainerStats)
+	}
+	if seen != 2 {
+		t.Fatalf("StreamContainerStats gave %d stats, want 2", seen)
+	}
+}
