@@ -67,6 +67,11 @@ func (g *Generator) mounts(t *template, in Input, s *specs.Spec) error {
 		case prop == "rslave" && s.Linux.RootfsPropagation != "rshared":
 			s.Linux.RootfsPropagation = "rslave"
 		}
+		if filepath.Clean(m.Destination) == devShm {
+			// runc remounts a bind with exactly the flags asked for, so the
+			// pod tmpfs's nosuid, nodev and noexec must be asked again.
+			m.Options = append(m.Options, "nosuid", "nodev", "noexec")
+		}
 		s.Mounts = append(s.Mounts, m)
 	}
 	return nil

@@ -101,7 +101,7 @@ func TestPodFileMounts(t *testing.T) {
 		t.Fatalf("mounts = %v\nwant     %v", got, want)
 	}
 	shm, _ := findMount(s, "/dev/shm")
-	if shm.Type != "bind" || shm.Source != in.Pod.Shm || !slices.Equal(shm.Options, []string{"rbind", "rprivate", "rw"}) {
+	if shm.Type != "bind" || shm.Source != in.Pod.Shm || !slices.Equal(shm.Options, []string{"rbind", "rprivate", "rw", "nosuid", "nodev", "noexec"}) {
 		t.Errorf("/dev/shm = %+v, want a bind of the pod's", shm)
 	}
 
