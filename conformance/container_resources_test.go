@@ -2,6 +2,8 @@ package conformance
 
 import (
 	"context"
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -246,4 +248,52 @@ func TestStreamContainersAndStats(t *testing.T) {
 	if seen != 2 {
 		t.Fatalf("StreamContainerStats gave %d stats, want 2", seen)
 	}
+}
+
+// A pod whose monitor dies has its containers reported exited with a
+// message saying so, and is removed cleanly: no process, cgroup or mount
+// of its containers is left.
+func TestContainerMonitorDeath(t *testing.T) {
+	d := ownPodDaemon(t)
+	tg := &framework.Target{Conn: d.Conn, Runtime: d.Runtime, Images: d.Images, Daemon: d}
+	reg := framework.StartRegistry(t, framework.RegistryOptions{})
+	e := &ctrEnv{tg: tg, reg: reg, logs: t.TempDir()}
+	e.image = e.pushAndPull(t, "conformance/busybox:orphan", framework.ImageSpec{})
+	podID, podCfg := e.pod(t, "orphan")
+	id := e.run(t, podID, podCfg, e.ctrConfig("orphan", "sleep", "1000"))
+	resp, err := tg.Runtime.ContainerStatus(context.Background(), &runtimeapi.ContainerStatusRequest{ContainerId: id, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cgroupPath := jsonField(t, resp.Info["info"], "cgroup", "path")
+	ctrPid, _ := strconv.Atoi(jsonNumber(t, resp.Info["info"], "pid"))
+	monitor, _ := strconv.Atoi(jsonNumberOfPod(t, e, podID))
+	if err := syscall.Kill(monitor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st := e.waitState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 10*time.Second)
+	if !strings.Contains(st.Message, "monitor") {
+		t.Fatalf("exit message %q does not say the monitor died", st.Message)
+	}
+	if _, err := tg.Runtime.RemovePodSandbox(context.Background(), &runtimeapi.RemovePodSandboxRequest{PodSandboxId: podID}); err != nil {
+		t.Fatalf("RemovePodSandbox after the monitor died: %v", err)
+	}
+	if err := syscall.Kill(ctrPid, 0); err == nil {
+		t.Fatalf("the container's process %d outlived its removal", ctrPid)
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/memory" + cgroupPath); err == nil {
+		t.Fatalf("the container's cgroup %s outlived its removal", cgroupPath)
+	}
+	if mounts, _ := framework.MountsUnder(d.State); len(mounts) != 0 {
+		t.Fatalf("mounts left: %v", mounts)
+	}
+}
+
+func jsonNumberOfPod(t *testing.T, e *ctrEnv, podID string) string {
+	t.Helper()
+	resp, err := e.tg.Runtime.PodSandboxStatus(context.Background(), &runtimeapi.PodSandboxStatusRequest{PodSandboxId: podID, Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return jsonNumber(t, resp.Info["info"], "monitor", "pid")
 }

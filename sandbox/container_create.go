@@ -242,6 +242,10 @@ func (m *Manager) cleanupContainer(ctx context.Context, sb *Sandbox, c *Containe
 			}
 		}
 	}
+	// Normally gone with the monitor's delete; not if the monitor is.
+	if err := removeContainerCgroup(ctx, c.Cgroup); err != nil {
+		errs = append(errs, err)
+	}
 	if c.Dir != "" {
 		rootfs := filepath.Join(c.Dir, "rootfs")
 		if err := mount.UnmountAll(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {
