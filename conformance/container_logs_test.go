@@ -15,7 +15,7 @@ import (
 
 // The log is in kubelet's CRI format: each stream tagged, long lines split
 // into partial (P) chunks ending in a full (F) one, a last line without a
-// newline still logged.
+// newline still logged, tagged P as containerd 2.x does.
 func TestContainerLogFormat(t *testing.T) {
 	e := newCtrEnv(t)
 	podID, podCfg := e.pod(t, "logformat")
@@ -53,8 +53,8 @@ func TestContainerLogFormat(t *testing.T) {
 	if joined.String() != strings.Repeat("x", 40000) || len(long) != 3 {
 		t.Fatalf("long line came back as %d chunks, %d bytes", len(long), joined.Len())
 	}
-	if last := stdout[len(stdout)-1]; last.text != "tail" || !last.full {
-		t.Fatalf("last line %+v, want a full line \"tail\"", last)
+	if last := stdout[len(stdout)-1]; last.text != "tail" || last.full {
+		t.Fatalf("last line %+v, want a partial line \"tail\"", last)
 	}
 	for i := 1; i < len(lines); i++ {
 		if lines[i].at.Before(lines[i-1].at) {

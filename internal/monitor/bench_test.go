@@ -63,28 +63,51 @@ func BenchmarkMonitorCreateStart(b *testing.B) {
 // BenchmarkMonitorIdleMemory runs 20 monitors with one idle container each
 // and reports their average proportional set size (shared pages split
 // between the monitors that map them).
-func BenchmarkMonitorIdleMemory(b *testing.B) {
+func BenchmarkMonitorIdleMemory(b *testing.B) { benchMemory(b, 0, 0) }
+
+// BenchmarkMonitorChurnMemory is BenchmarkMonitorIdleMemory after each
+// monitor ran (and deleted) 30 short-lived containers: the steady state of
+// a pod whose containers restart.
+func BenchmarkMonitorChurnMemory(b *testing.B) { benchMemory(b, 30, 0) }
+
+// BenchmarkMonitorPolledMemory is BenchmarkMonitorIdleMemory after the
+// daemon asked each monitor for its containers' states 1000 times, as it
+// does while kubelet relists: the garbage of many small calls.
+func BenchmarkMonitorPolledMemory(b *testing.B) { benchMemory(b, 0, 1000) }
+
+func benchMemory(b *testing.B, churn, polls int) {
 	integration(b)
 	const monitors = 20
 	rootfs := makeRootfs(b)
 	pods := make([]*pod, monitors)
 	for i := range pods {
-		pods[i] = newPod(b, rootfs)
-		pods[i].run("idle", []string{"sleep", "1000"}, ctrOpts{})
+		p := newPod(b, rootfs)
+		pods[i] = p
+		for j := range churn {
+			id := "short" + strconv.Itoa(j)
+			p.run(id, []string{"true"}, ctrOpts{})
+			p.waitStatus(id, monitorapi.StatusStopped)
+			if err := p.client.Delete(testCtx(b), id); err != nil {
+				b.Fatal(err)
+			}
+		}
+		p.run("idle", []string{"sleep", "1000"}, ctrOpts{})
+		for range polls {
+			if _, err := p.client.List(testCtx(b)); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
 	// Intentionally a fixed wait: the monitors return their free memory
 	// after 2 s without activity, and an idle process gives no signal of
 	// that to wait for.
 	time.Sleep(4 * time.Second)
-	var sum map[string]float64
+	sum := map[string]float64{}
 	threads := 0.0
 	for _, p := range pods {
 		m, err := smapsRollup(p.cmd.Process.Pid)
 		if err != nil {
 			b.Fatal(err)
-		}
-		if sum == nil {
-			sum = map[string]float64{}
 		}
 		for k, v := range m {
 			sum[k] += v

@@ -99,7 +99,6 @@ func Main(args []string) int {
 	reportReady(ready, nil)
 	slog.Info("monitor listening", "socket", m.sockPath, "pid", os.Getpid())
 	go m.handleSignals(sigs)
-	m.idle.touch()
 	m.serve()
 	return 0
 }

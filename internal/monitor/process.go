@@ -170,7 +170,7 @@ type limitedReader struct {
 
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.n <= 0 {
-		return 0, errors.New("too large")
+		return 0, fmt.Errorf("larger than %d bytes", maxSpecSize)
 	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
