@@ -38,6 +38,7 @@ func benchCtrEnv(b *testing.B) (*ctrEnv, *framework.Daemon, context.Context) {
 //
 //   - create+start: CreateContainer + StartContainer of a sleeping
 //     container in a running pod (the pod's monitor already up);
+//   - create+start-seccomp: the same with the RuntimeDefault seccomp profile;
 //   - stop+remove: StopContainer (timeout 0) + RemoveContainer of it;
 //   - pod-start: RunPodSandbox + CreateContainer + StartContainer, what
 //     kubelet waits for before a pod runs (monitor start included);
@@ -58,10 +59,15 @@ func BenchmarkContainer(b *testing.B) {
 		}
 		return c
 	}
+	seccomp := false // RuntimeDefault seccomp for the containers made next
 	ctrCfg := func() *runtimeapi.ContainerConfig {
+		n++
 		c := e.ctrConfig("sleeper-"+strconv.Itoa(n), "sleep", "1000")
 		c.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{
 			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
+		}
+		if seccomp {
+			c.Linux.SecurityContext.Seccomp = &runtimeapi.SecurityProfile{ProfileType: runtimeapi.SecurityProfile_RuntimeDefault}
 		}
 		return c
 	}
@@ -107,6 +113,21 @@ func BenchmarkContainer(b *testing.B) {
 
 	podID, cfg := runPod()
 	b.Run("create+start", func(b *testing.B) {
+		var lat []time.Duration
+		for b.Loop() {
+			var id string
+			timed(b, &lat, func() { id = createStart(podID, cfg) })
+			b.StopTimer()
+			stopRemove(id)
+			b.StartTimer()
+		}
+		report(b, lat)
+	})
+	// The same with RuntimeDefault seccomp: what compiling and loading the
+	// filter in each container's init costs.
+	b.Run("create+start-seccomp", func(b *testing.B) {
+		seccomp = true
+		defer func() { seccomp = false }()
 		var lat []time.Duration
 		for b.Loop() {
 			var id string
@@ -166,24 +187,39 @@ func BenchmarkRuntimeMemoryPerPod(b *testing.B) {
 	const pods = 20
 	e, d, ctx := benchCtrEnv(b)
 	rt := d.Runtime
-	// Warm the daemon's code paths with one pod first.
-	warmID, warmCfg := e.pod(b, "warm")
-	e.run(b, warmID, warmCfg, e.ctrConfig("warm", "sleep", "1000"))
-	if _, err := rt.StopPodSandbox(ctx, &runtimeapi.StopPodSandboxRequest{PodSandboxId: warmID}); err != nil {
-		b.Fatal(err)
+	// kubelet's default: each container its own PID namespace, so no pod
+	// has a PID holder (whose memory would be the pod's too).
+	ns := &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER}
+	startPods := func(round int) []string {
+		var ids []string
+		for i := 0; i < pods; i++ {
+			id, cfg := e.pod(b, "mem-"+strconv.Itoa(round)+"-"+strconv.Itoa(i), func(c *runtimeapi.PodSandboxConfig) {
+				c.Linux.SecurityContext = &runtimeapi.LinuxSandboxSecurityContext{NamespaceOptions: ns}
+			})
+			ctr := e.ctrConfig("sleeper", "sleep", "1000")
+			ctr.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{NamespaceOptions: ns}
+			e.run(b, id, cfg, ctr)
+			ids = append(ids, id)
+		}
+		return ids
 	}
-	if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: warmID}); err != nil {
-		b.Fatal(err)
+	removePods := func(ids []string) {
+		for _, id := range ids {
+			if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
+	// A first round of the same size brings the daemon's heap to its
+	// working size, so that the growth measured next is what the pods
+	// keep, not the Go heap reaching its first GC target.
+	removePods(startPods(0))
+	round := 0
 	for b.Loop() {
 		b.StopTimer()
+		round++
 		daemonBefore := pssKB(b, d.Pid())
-		var podIDs []string
-		for i := 0; i < pods; i++ {
-			id, cfg := e.pod(b, "mem-"+strconv.Itoa(i))
-			e.run(b, id, cfg, e.ctrConfig("sleeper", "sleep", "1000"))
-			podIDs = append(podIDs, id)
-		}
+		podIDs := startPods(round)
 		// Let the monitors settle into idle (their post-start trimming).
 		time.Sleep(2 * time.Second)
 		var monitors float64
@@ -194,11 +230,7 @@ func BenchmarkRuntimeMemoryPerPod(b *testing.B) {
 		b.ReportMetric(monitors/pods, "monitor-PSS-KB/pod")
 		b.ReportMetric(daemonGrowth/pods, "daemon-growth-KB/pod")
 		b.ReportMetric((monitors+daemonGrowth)/pods, "runtime-KB/pod")
-		for _, id := range podIDs {
-			if _, err := rt.RemovePodSandbox(ctx, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: id}); err != nil {
-				b.Fatal(err)
-			}
-		}
+		removePods(podIDs)
 		b.StartTimer()
 	}
 }

@@ -96,7 +96,9 @@ func (m *Manager) startMonitor(ctx context.Context, sb *Sandbox) (*Monitor, erro
 	args := append(append([]string(nil), m.opts.MonitorArgs...),
 		"--dir", sb.Dir, "--pod", sb.ID, "--log-level", m.opts.MonitorLogLevel)
 	cmd := exec.Command(m.opts.MonitorBinary, args...)
-	cmd.Env = append(os.Environ(), "BERTH_MONITOR_READY_FD=3")
+	// One P is all a monitor needs; set here, it spares the monitor the
+	// re-exec it does to get it otherwise.
+	cmd.Env = append(os.Environ(), "BERTH_MONITOR_READY_FD=3", "GOMAXPROCS=1")
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
