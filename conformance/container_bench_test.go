@@ -112,32 +112,25 @@ func BenchmarkContainer(b *testing.B) {
 	}
 
 	podID, cfg := runPod()
-	b.Run("create+start", func(b *testing.B) {
-		var lat []time.Duration
-		for b.Loop() {
-			var id string
-			timed(b, &lat, func() { id = createStart(podID, cfg) })
-			b.StopTimer()
-			stopRemove(id)
-			b.StartTimer()
+	createStartBench := func(withSeccomp bool) func(*testing.B) {
+		return func(b *testing.B) {
+			seccomp = withSeccomp
+			defer func() { seccomp = false }()
+			var lat []time.Duration
+			for b.Loop() {
+				var id string
+				timed(b, &lat, func() { id = createStart(podID, cfg) })
+				b.StopTimer()
+				stopRemove(id)
+				b.StartTimer()
+			}
+			report(b, lat)
 		}
-		report(b, lat)
-	})
+	}
+	b.Run("create+start", createStartBench(false))
 	// The same with RuntimeDefault seccomp: what compiling and loading the
 	// filter in each container's init costs.
-	b.Run("create+start-seccomp", func(b *testing.B) {
-		seccomp = true
-		defer func() { seccomp = false }()
-		var lat []time.Duration
-		for b.Loop() {
-			var id string
-			timed(b, &lat, func() { id = createStart(podID, cfg) })
-			b.StopTimer()
-			stopRemove(id)
-			b.StartTimer()
-		}
-		report(b, lat)
-	})
+	b.Run("create+start-seccomp", createStartBench(true))
 	b.Run("stop+remove", func(b *testing.B) {
 		var lat []time.Duration
 		for b.Loop() {

@@ -56,6 +56,12 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 // timeout has passed (at once for 0), and waits until it has exited. A
 // missing, created or exited container is success.
 func (m *Manager) StopContainer(ctx context.Context, id string, timeout time.Duration) error {
+	return m.withExisting(id, func(e *containerEntry) error { return m.stopContainer(ctx, e, timeout) })
+}
+
+// withExisting runs fn on a container with its lifecycle lock held; for
+// Stop and Remove, to which a missing container is already done.
+func (m *Manager) withExisting(id string, fn func(*containerEntry) error) error {
 	e, err := m.lookupContainer(id)
 	if errdefs.IsNotFound(err) {
 		return nil
@@ -65,7 +71,7 @@ func (m *Manager) StopContainer(ctx context.Context, id string, timeout time.Dur
 	}
 	e.lifecycle.Lock()
 	defer e.lifecycle.Unlock()
-	return m.stopContainer(ctx, e, timeout)
+	return fn(e)
 }
 
 // stopContainer does StopContainer's work; the caller holds e.lifecycle.
@@ -133,16 +139,7 @@ func (m *Manager) awaitExit(ctx context.Context, e *containerEntry, d time.Durat
 // RemoveContainer kills the container if it runs and removes everything it
 // owns. A missing container is success.
 func (m *Manager) RemoveContainer(ctx context.Context, id string) error {
-	e, err := m.lookupContainer(id)
-	if errdefs.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	e.lifecycle.Lock()
-	defer e.lifecycle.Unlock()
-	return m.removeContainer(ctx, e)
+	return m.withExisting(id, func(e *containerEntry) error { return m.removeContainer(ctx, e) })
 }
 
 // removeContainer does RemoveContainer's work; the caller holds e.lifecycle.
