@@ -88,6 +88,52 @@ func TestContainerMounts(t *testing.T) {
 	})
 }
 
+// rshared (Bidirectional) propagation: a mount a privileged container makes
+// below the mount point appears on the host.
+func TestContainerBidirectionalPropagation(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "rshared")
+	src := t.TempDir()
+	if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(src, unix.MNT_DETACH) })
+	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	inner := filepath.Join(src, "inner")
+	if err := os.Mkdir(inner, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(inner, unix.MNT_DETACH) })
+	cfg := e.ctrConfig("rshared", "sh", "-c", `mount -t tmpfs inner /prop/inner && echo made > /prop/inner/marker`)
+	cfg.Linux.SecurityContext = &runtimeapi.LinuxContainerSecurityContext{Privileged: true}
+	cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/prop", HostPath: src, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
+	st, lines := e.runToExit(t, podID, podCfg, cfg)
+	if st.ExitCode != 0 {
+		t.Fatalf("exit %d: %s", st.ExitCode, output(lines))
+	}
+	if b, err := os.ReadFile(filepath.Join(inner, "marker")); err != nil || string(b) != "made\n" {
+		t.Fatalf("the container's mount did not reach the host: %q, %v", b, err)
+	}
+
+	t.Run("private-host-mount-is-refused", func(t *testing.T) {
+		private := t.TempDir()
+		if err := unix.Mount("tmpfs", private, "tmpfs", 0, "size=1m"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = unix.Unmount(private, unix.MNT_DETACH) })
+		if err := unix.Mount("", private, "", unix.MS_PRIVATE, ""); err != nil {
+			t.Fatal(err)
+		}
+		cfg := e.ctrConfig("rshared-private", "true")
+		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/p", HostPath: private, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
+		if _, err := e.tryCreate(podID, podCfg, cfg); err == nil || !strings.Contains(err.Error(), "shared") {
+			t.Fatalf("rshared of a host path on a private mount: %v, want an error saying it must be shared", err)
+		}
+	})
+}
+
 // A recursive read-only mount makes submounts read-only too, and the
 // runtime advertises the feature.
 func TestContainerRecursiveReadonlyMount(t *testing.T) {
