@@ -180,7 +180,9 @@ func (m *Manager) stopMonitor(ctx context.Context, sb *Sandbox) error {
 	}
 	m.unwatchMonitor(sb.ID)
 	if processAlive(mon.PID, mon.StartTime) {
-		err := monitorapi.NewClient(mon.Socket).Shutdown(ctx)
+		client := monitorapi.NewClient(mon.Socket)
+		m.removeStrays(ctx, sb.ID, client)
+		err := client.Shutdown(ctx)
 		if errdefs.IsFailedPrecondition(err) {
 			return fmt.Errorf("stop the monitor of pod sandbox %s: %w", sb.ID, err)
 		}
@@ -193,6 +195,36 @@ func (m *Manager) stopMonitor(ctx context.Context, sb *Sandbox) error {
 	sb.Monitor = nil
 	m.mu.Unlock()
 	return nil
+}
+
+// removeStrays kills and deletes containers the monitor holds that berth
+// has no record of: a CreateContainer whose caller gave up while the
+// monitor was still creating, so that the rollback's delete came first.
+// Without this the monitor would refuse to shut down and the pod could
+// never be removed.
+func (m *Manager) removeStrays(ctx context.Context, podID string, client *monitorapi.Client) {
+	states, err := client.List(ctx)
+	if err != nil {
+		return
+	}
+	for _, st := range states {
+		m.mu.RLock()
+		_, known := m.containers[st.ID]
+		m.mu.RUnlock()
+		if known {
+			continue
+		}
+		m.log.WarnContext(ctx, "removing a container the pod monitor holds but berth has no record of", "pod_id", podID, "container_id", st.ID)
+		_ = client.Kill(ctx, st.ID, int(unix.SIGKILL), true)
+		deadline := time.Now().Add(10 * time.Second)
+		for err := client.Delete(ctx, st.ID); errdefs.IsFailedPrecondition(err) && time.Now().Before(deadline); err = client.Delete(ctx, st.ID) {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
 }
 
 // waitGone waits briefly for a monitor that was asked to exit.
