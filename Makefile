@@ -18,10 +18,10 @@ export CGO_ENABLED := 1
 
 all: build cni-plugins
 
-## build: bin/berth and its per-pod monitor bin/berth-monitor (cgo, seccomp)
+## build: bin/berth (cgo, seccomp) and its lean per-pod monitor bin/berth-monitor (pure Go, static)
 build:
 	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
-	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth-monitor ./cmd/berth-monitor
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-monitor ./cmd/berth-monitor
 
 ## cni-plugins: the CNI plugins berth's default config uses, into bin/cni
 cni-plugins:

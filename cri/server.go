@@ -6,6 +6,7 @@ package cri
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -54,6 +55,12 @@ type Options struct {
 // directories, which the caller has created and locked.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	monitorBinary := findMonitor(cfg.Runtime.MonitorPath)
+	// The monitors' libcontainer helper (and so every container's init) is
+	// this daemon's own binary, as it is now on disk.
+	helper, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find berth's own executable: %w", err)
+	}
 	images, err := image.Open(ctx, image.Options{
 		Dir:                    filepath.Join(cfg.Root, "image"),
 		RegistryConfigDir:      cfg.Image.RegistryConfigDir,
@@ -91,6 +98,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		MonitorBinary:   monitorBinary,
 		MonitorArgs:     opts.MonitorArgs,
 		MonitorLogLevel: cfg.Log.Level,
+		MonitorHelper:   helper,
 	})
 	if err != nil {
 		images.Close()

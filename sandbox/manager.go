@@ -41,6 +41,9 @@ type Options struct {
 	MonitorBinary   string
 	MonitorArgs     []string
 	MonitorLogLevel string
+	// MonitorHelper is the binary a monitor runs for its libcontainer work
+	// (`<helper> container-op ...`): the daemon's own executable.
+	MonitorHelper string
 }
 
 // Manager runs pod sandboxes: namespaces pinned without an infra process,
@@ -215,7 +218,8 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 	}
 	sb.Cgroup = cg.State()
 	if cfg.SharedPID && !cfg.HostPID {
-		holder, err := startHolder(ctx, sb.Dir, cg)
+		bin := append([]string{m.opts.MonitorBinary}, m.opts.MonitorArgs...)
+		holder, err := startHolder(ctx, bin, sb.Dir, cg)
 		if err != nil {
 			return nil, err
 		}

@@ -94,7 +94,7 @@ func (m *Manager) startMonitor(ctx context.Context, sb *Sandbox) (*Monitor, erro
 	}
 	defer readyR.Close()
 	args := append(append([]string(nil), m.opts.MonitorArgs...),
-		"--dir", sb.Dir, "--pod", sb.ID, "--log-level", m.opts.MonitorLogLevel)
+		"--dir", sb.Dir, "--pod", sb.ID, "--helper", m.opts.MonitorHelper, "--log-level", m.opts.MonitorLogLevel)
 	cmd := exec.Command(m.opts.MonitorBinary, args...)
 	// One P is all a monitor needs; set here, it spares the monitor the
 	// re-exec it does to get it otherwise.

@@ -12,13 +12,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-runtime/berth/internal/podholder"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
 
 // Holder is the process that is PID 1 of a pod's PID namespace (pid: POD).
 // Without it the namespace could not outlive its first container; it
-// never needs an image: it is berth's own binary ("berth pod-holder").
+// never needs an image: it is the lean monitor binary ("berth-monitor
+// pod-holder", internal/podholder), a small Go process.
 type Holder struct {
 	PID int `json:"pid"`
 	// StartTime (clock ticks since boot, /proc/<pid>/stat field 22) tells
@@ -31,15 +33,14 @@ type Holder struct {
 // sandboxOOMScoreAdj is what kubelet and containerd give a pod's infra process.
 const sandboxOOMScoreAdj = -998
 
-// holderBinary is re-executed as the holder: the running berth itself, even
-// if its file was replaced by an upgrade since.
-const holderBinary = "/proc/self/exe"
-
 // startHolder starts the pod's PID namespace holder in a new session (so it
 // outlives a daemon restart), moves it into the pod cgroup and pins its PID
 // namespace at dir/pid.
-func startHolder(ctx context.Context, dir string, cg *PodCgroup) (*Holder, error) {
-	cmd := exec.Command(holderBinary, "pod-holder")
+func startHolder(ctx context.Context, bin []string, dir string, cg *PodCgroup) (*Holder, error) {
+	if len(bin) == 0 || bin[0] == "" {
+		return nil, fmt.Errorf("%w: no berth-monitor binary to run the pod's PID namespace holder (runtime.monitor_path)", errdefs.ErrFailedPrecondition)
+	}
+	cmd := exec.Command(bin[0], append(bin[1:], podholder.Command)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the pod's PID namespace holder: %w", err)

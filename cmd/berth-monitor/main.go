@@ -1,20 +1,24 @@
 // Command berth-monitor is berth's per-pod monitor: the parent of a pod's
 // containers, which reaps them, records their exits and writes their logs
 // while the berth daemon may come and go. The daemon starts it; see
-// internal/monitor.
+// internal/monitor. Its libcontainer work is done by the helper binary
+// (the berth daemon's own executable, run as `<helper> container-op ...`);
+// the monitor links neither libcontainer nor cgo.
 //
-//	berth-monitor --dir <podStateDir> --pod <podID> [--log-level debug|info|warn|error]
+//	berth-monitor --dir <podStateDir> --pod <podID> --helper <path> [--log-level debug|info|warn|error]
 package main
 
 import (
 	"os"
 
-	"github.com/berth-runtime/berth/internal/libctinit"
 	"github.com/berth-runtime/berth/internal/monitor"
+	"github.com/berth-runtime/berth/internal/podholder"
 )
 
 func main() {
-	// First: libcontainer re-executes this binary as every container's init.
-	libctinit.RunIfInit()
+	// The same lean binary holds pods' PID namespaces (pid: POD).
+	if len(os.Args) == 2 && os.Args[1] == podholder.Command {
+		os.Exit(podholder.Run())
+	}
 	os.Exit(monitor.Main(os.Args[1:]))
 }

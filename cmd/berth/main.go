@@ -14,6 +14,7 @@ import (
 	"os"
 
 	"github.com/berth-runtime/berth/internal/config"
+	"github.com/berth-runtime/berth/internal/containerops"
 	"github.com/berth-runtime/berth/internal/libctinit"
 	"github.com/berth-runtime/berth/internal/version"
 )
@@ -21,8 +22,8 @@ import (
 func main() {
 	// Must come first: as a container's init this process never returns here.
 	libctinit.RunIfInit()
-	if len(os.Args) == 2 && os.Args[1] == podHolderCommand {
-		os.Exit(runPodHolder())
+	if len(os.Args) > 1 && os.Args[1] == containerops.Command {
+		os.Exit(containerops.Main(os.Args[2:])) // the pod monitors' libcontainer helper
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -6,7 +6,16 @@ package monitor_test
 //	BERTH_INTEGRATION=1 go test -tags seccomp -run - -bench . -benchtime 1x ./internal/monitor
 //
 // BERTH_MONITOR_BIN=/path/to/berth-monitor measures a built binary instead
-// of the test binary acting as the monitor.
+// of the test binary acting as the monitor, BERTH_HELPER_BIN=/path/to/berth
+// the daemon's binary as its helper instead of the test binary. A
+// production measurement:
+//
+//	CGO_ENABLED=0 go build -trimpath -o /tmp/berth-monitor ./cmd/berth-monitor
+//	go build -tags seccomp -o /tmp/berth ./cmd/berth
+//	BERTH_MONITOR_BIN=/tmp/berth-monitor BERTH_HELPER_BIN=/tmp/berth BERTH_INTEGRATION=1 \
+//	    go test -tags seccomp -run - -bench Memory -benchtime 1x ./internal/monitor
+//
+// BERTH_MONITOR_LOG_LEVEL sets the monitors' --log-level (default debug).
 
 import (
 	"bufio"

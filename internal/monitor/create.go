@@ -1,22 +1,25 @@
 package monitor
 
-// Creating a container: like `runc create`, its init waits on the exec
-// fifo until start. Whatever fails, everything made so far is undone.
+// Creating a container: like `runc create` under conmon. The create helper
+// makes the container and starts its init, which waits on the exec fifo
+// until start; the monitor claims the init (its child once the helper is
+// gone) from the reaper. Whatever fails, everything made so far is undone.
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/berth-runtime/berth/sandbox/monitorapi"
 	"github.com/containerd/errdefs"
-	"github.com/opencontainers/cgroups"
-	"github.com/opencontainers/cgroups/manager"
-	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 )
+
+// undoWait bounds how long undoing a create waits for the killed init to
+// be reaped.
+const undoWait = 10 * time.Second
 
 // container is one container the monitor holds.
 type container struct {
@@ -28,19 +31,28 @@ type container struct {
 	// concurrent start's.
 	mu sync.Mutex
 
-	// Set by create, then read-only.
-	lc      *libcontainer.Container
-	proc    *libcontainer.Process
-	cgroup  cgroups.Manager // nil if it could not be built: no OOM report
-	oomBase uint64          // the cgroup's OOM kill count when created
-	log     *criLog
-	io      *containerIO
+	// Set by create, then read-only (pidfd: until delete closes it, under
+	// mu).
+	pid      int
+	pidfd    int  // the init's pidfd, -1 if none (it ended at once)
+	ownPidNS bool // SIGKILL to the init ends every process
+	oomFile  string
+	oomBase  uint64 // the cgroup's OOM kill count when created
+	log      *criLog
+	io       *containerIO
 
 	// destroyMu guards destroyed: both the exit handler and delete may
-	// destroy, and libcontainer should see it once.
+	// destroy, and it should happen once.
 	destroyMu sync.Mutex
 	destroyed bool
 
+	// exitMu guards ws and armed. The reaper stores the init's status in
+	// ws and closes reaped; the exit is handled once both that happened
+	// and the create succeeded (armed).
+	exitMu sync.Mutex
+	ws     unix.WaitStatus
+	armed  bool
+	reaped chan struct{}
 	// done is closed once the exit is fully handled (durable, logged,
 	// reported).
 	done chan struct{}
@@ -52,7 +64,8 @@ type container struct {
 
 // create makes container id from the bundle in r.
 func (m *monitor) create(id string, r *monitorapi.CreateRequest) (monitorapi.State, error) {
-	c := &container{id: id, bundle: r.Bundle, creating: true, done: make(chan struct{})}
+	c := &container{id: id, bundle: r.Bundle, creating: true, pidfd: -1,
+		reaped: make(chan struct{}), done: make(chan struct{})}
 	m.mu.Lock()
 	switch {
 	case m.stopping:
@@ -84,34 +97,6 @@ func (m *monitor) create(id string, r *monitorapi.CreateRequest) (monitorapi.Sta
 
 // build does the work of create on the reserved c.
 func (m *monitor) build(c *container, r *monitorapi.CreateRequest) (err error) {
-	invalid := func(err error) error {
-		return fmt.Errorf("%w: container %s: %v", errdefs.ErrInvalidArgument, c.id, err)
-	}
-	spec, err := loadSpec(r.Bundle)
-	if err != nil {
-		return invalid(err)
-	}
-	if spec.Process.Terminal != r.TTY {
-		return invalid(fmt.Errorf("the spec's process.terminal (%v) and the request's tty (%v) differ", spec.Process.Terminal, r.TTY))
-	}
-	cfg, err := libcontainerConfig(c.id, r.Bundle, spec, r.SystemdCgroup)
-	if err != nil {
-		return invalid(err)
-	}
-	proc, err := newProcess(spec.Process)
-	if err != nil {
-		return invalid(err)
-	}
-	proc.LogLevel = libcontainerLogLevel()
-	uid, err := cfg.HostRootUID()
-	if err != nil {
-		return invalid(err)
-	}
-	gid, err := cfg.HostRootGID()
-	if err != nil {
-		return invalid(err)
-	}
-
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -124,55 +109,92 @@ func (m *monitor) build(c *container, r *monitorapi.CreateRequest) (err error) {
 		return fmt.Errorf("container %s: open its log: %w", c.id, err)
 	}
 	undo = append(undo, c.log.close)
-	if c.io, err = setupIO(proc, r.Stdin, r.TTY, r.LogPath != "", uid, gid); err != nil {
+	var child []*os.File
+	c.io, child, err = setupIO(r.Stdin, r.TTY, r.LogPath != "")
+	if err != nil {
 		return fmt.Errorf("container %s: %w", c.id, err)
 	}
 	undo = append(undo, c.io.closeAll)
 
-	c.lc, err = libcontainer.Create(m.root, c.id, cfg)
-	if err != nil {
-		if errors.Is(err, libcontainer.ErrExist) {
-			return fmt.Errorf("%w: container %s has libcontainer state in %s", errdefs.ErrAlreadyExists, c.id, m.root)
-		}
-		return fmt.Errorf("container %s: %w", c.id, err)
+	args := []string{"--bundle", r.Bundle}
+	if r.SystemdCgroup {
+		args = append(args, "--systemd-cgroup")
 	}
+	if r.TTY {
+		args = append(args, "--tty")
+	}
+	m.reaper.expectClaim()
+	defer m.reaper.claimEnded()
+	reply, err := m.runHelper(helperCall{op: "create", id: c.id, args: args, files: child, early: true})
+	// The helper has its own copies; once the container's processes are
+	// gone nothing holds the output pipes open.
+	for _, f := range child {
+		_ = f.Close()
+	}
+	if err != nil {
+		return err
+	}
+	// The init runs, waiting on the exec fifo.
+	c.pid, c.ownPidNS = reply.Pid, reply.OwnPidNS
+	c.pidfd = m.reaper.claim(reply.Pid, func(ws unix.WaitStatus) { m.initReaped(c, ws) })
 	undo = append(undo, func() {
-		if err := c.lc.Destroy(); err != nil {
+		// Kill it, wait for the reaper, then remove the container.
+		_ = c.signal(unix.SIGKILL)
+		t := time.NewTimer(undoWait)
+		select {
+		case <-c.reaped:
+		case <-t.C:
+			slog.Error("the killed init of a container that failed to create was not reaped", "id", c.id, "pid", c.pid)
+		}
+		t.Stop()
+		if err := m.destroy(c); err != nil {
 			slog.Error("cannot destroy a container that failed to create", "id", c.id, "error", err)
 		}
+		c.closePidfd()
 	})
-	if err = c.lc.Start(proc); err != nil {
-		return fmt.Errorf("container %s: start its init: %w", c.id, err)
-	}
-	c.proc = proc
-	// From here the init runs: kill and reap it should anything fail.
-	undo = append(undo, func() {
-		_ = proc.Signal(unix.SIGKILL)
-		_, _ = proc.Wait()
-	})
-	if err = c.io.started(r.Stdin); err != nil {
+	if err = c.io.takeConsole(r.Stdin); err != nil {
 		return fmt.Errorf("container %s: %w", c.id, err)
 	}
-	c.cgroup, c.oomBase = oomBaseline(c.id, cfg.Cgroups)
-	pid, _ := proc.Pid()
-	c.st = monitorapi.State{ID: c.id, Status: monitorapi.StatusCreated, Pid: pid, CreatedAt: time.Now()}
+	c.oomFile, c.oomBase = oomBaseline(c.id, reply.CgroupPaths)
+	c.st = monitorapi.State{ID: c.id, Status: monitorapi.StatusCreated, Pid: c.pid, CreatedAt: time.Now()}
 	c.io.startCopiers(c.log, c.id)
-	go m.waitExit(c)
+	m.armExit(c)
 	return nil
 }
 
-// oomBaseline builds a manager for the container's cgroup (libcontainer
-// keeps its own private) and reads its OOM kill count, so that the exit
-// can tell whether the OOM killer struck while the container ran.
-func oomBaseline(id string, cg *cgroups.Cgroup) (cgroups.Manager, uint64) {
-	mgr, err := manager.New(cg)
-	if err != nil {
-		slog.Warn("no OOM kill report for this container", "id", id, "error", err)
-		return nil, 0
+// signal sends sig to the container's init through its pidfd; an init
+// that is gone is no error. The caller holds c.mu (or owns c).
+func (c *container) signal(sig unix.Signal) error {
+	if c.pidfd < 0 {
+		return nil
 	}
-	n, err := mgr.OOMKillCount()
-	if err != nil {
-		slog.Warn("cannot read the container's OOM kill count", "id", id, "error", err)
+	err := unix.PidfdSendSignal(c.pidfd, sig, nil, 0)
+	if err == unix.ESRCH {
+		return nil
 	}
-	return mgr, n
+	return err
+}
+
+// closePidfd releases the init's pidfd. The caller holds c.mu (or owns c).
+func (c *container) closePidfd() {
+	if c.pidfd >= 0 {
+		_ = unix.Close(c.pidfd)
+		c.pidfd = -1
+	}
+}
+
+// initExited reports whether the init has ended (reaped or a zombie).
+func (c *container) initExited() bool {
+	select {
+	case <-c.reaped:
+		return true
+	default:
+	}
+	if c.pidfd < 0 {
+		return false
+	}
+	// A pidfd turns readable when its process ended.
+	fds := []unix.PollFd{{Fd: int32(c.pidfd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0
 }

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -138,9 +140,17 @@ func newLineWriter(log *criLog, stream string) *lineWriter {
 
 // copyFrom formats everything read from r until EOF or a read error (a
 // pty master reports EIO once the terminal's last holder closed it), then
-// writes what is left of an unterminated line tagged P.
+// writes what is left of an unterminated line tagged P. A read deadline
+// (os.ErrDeadlineExceeded: the monitor pauses its copiers to renew itself)
+// returns at once and keeps the unterminated line: copyFrom continues it.
 func (w *lineWriter) copyFrom(r io.Reader) error {
 	if w.buf == nil {
+		if f, ok := r.(*os.File); ok {
+			// A stream that never writes (most do not) holds no buffer.
+			if err := awaitReadable(f); errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+		}
 		w.buf = make([]byte, hdrRoom+initialContent+1)
 	}
 	for {
@@ -152,6 +162,9 @@ func (w *lineWriter) copyFrom(r io.Reader) error {
 			w.consume(k)
 		}
 		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
 			if w.n > 0 {
 				w.emitSplit(hdrRoom, hdrRoom+w.n, 'P')
 				w.n = 0
@@ -162,6 +175,44 @@ func (w *lineWriter) copyFrom(r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// pending is the unterminated line the writer holds.
+func (w *lineWriter) pending() []byte {
+	if w.buf == nil {
+		return nil
+	}
+	return w.buf[hdrRoom : hdrRoom+w.n]
+}
+
+// preload makes the writer hold p (at most maxContent bytes) as the start
+// of its next line.
+func (w *lineWriter) preload(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	p = p[:min(len(p), maxContent)]
+	size := initialContent
+	for size < len(p)+1 {
+		size *= 2
+	}
+	w.buf = make([]byte, hdrRoom+min(size, maxContent)+1)
+	w.n = copy(w.buf[hdrRoom:], p)
+}
+
+// awaitReadable returns once f has something to read (or hung up, or
+// failed), waiting in the runtime's poller; or with the error of a read
+// deadline.
+func awaitReadable(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return rc.Read(func(fd uintptr) bool {
+		pfd := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(pfd[:], 0)
+		return err != nil || n > 0
+	})
 }
 
 // grow doubles the content buffer, up to maxContent.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-runtime/berth/sandbox/monitorapi"
@@ -23,9 +24,12 @@ const (
 
 // subscriber is one open events connection.
 type subscriber struct {
-	conn net.Conn
+	conn *net.UnixConn
 	ch   chan monitorapi.Event
 	gone bool // guarded by monitor.mu
+	// pending counts the events queued or being written: a renewal waits
+	// for none.
+	pending atomic.Int32
 }
 
 // dropLocked ends the subscription; its writer then closes the connection.
@@ -37,8 +41,9 @@ func (s *subscriber) dropLocked() {
 	}
 }
 
-// subscribe serves an events connection until it ends.
-func (m *monitor) subscribe(conn *net.UnixConn) {
+// subscribe serves an events connection until it ends. It calls started
+// once the current state is sent.
+func (m *monitor) subscribe(conn *net.UnixConn, started func()) {
 	_ = conn.SetDeadline(time.Time{})
 	s := &subscriber{conn: conn, ch: make(chan monitorapi.Event, subscriberBuffer)}
 	m.mu.Lock()
@@ -64,32 +69,46 @@ func (m *monitor) subscribe(conn *net.UnixConn) {
 	m.mu.Unlock()
 
 	go m.watchClosed(s)
-	defer func() {
-		m.mu.Lock()
-		delete(m.subs, s)
-		s.dropLocked()
-		m.mu.Unlock()
-		_ = conn.Close()
-	}()
 	enc := json.NewEncoder(conn)
-	send := func(ev monitorapi.Event) bool {
-		_ = conn.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
-		if err := enc.Encode(ev); err != nil {
-			slog.Debug("events subscriber gone", "error", err)
-			return false
-		}
-		return true
-	}
 	for _, ev := range initial {
-		if !send(ev) {
+		if !s.send(enc, ev) {
+			m.unsubscribe(s)
 			return
 		}
 	}
+	started()
+	m.pump(s, enc)
+}
+
+// pump writes s's events until it ends.
+func (m *monitor) pump(s *subscriber, enc *json.Encoder) {
+	defer m.unsubscribe(s)
 	for ev := range s.ch {
-		if !send(ev) {
+		ok := s.send(enc, ev)
+		s.pending.Add(-1)
+		if !ok {
 			return
 		}
 	}
+}
+
+// send writes one event.
+func (s *subscriber) send(enc *json.Encoder, ev monitorapi.Event) bool {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(eventWriteTimeout))
+	if err := enc.Encode(ev); err != nil {
+		slog.Debug("events subscriber gone", "error", err)
+		return false
+	}
+	return true
+}
+
+// unsubscribe ends s and closes its connection.
+func (m *monitor) unsubscribe(s *subscriber) {
+	m.mu.Lock()
+	delete(m.subs, s)
+	s.dropLocked()
+	m.mu.Unlock()
+	_ = s.conn.Close()
 }
 
 // watchClosed notices a subscriber that hung up (it sends nothing after
@@ -108,9 +127,11 @@ func (m *monitor) watchClosed(s *subscriber) {
 func (m *monitor) emitLocked(t monitorapi.EventType, c *container) {
 	ev := monitorapi.Event{Type: t, State: c.st}
 	for s := range m.subs {
+		s.pending.Add(1)
 		select {
 		case s.ch <- ev:
 		default:
+			s.pending.Add(-1)
 			slog.Warn("events subscriber too slow; dropping it")
 			delete(m.subs, s)
 			s.dropLocked()

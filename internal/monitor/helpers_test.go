@@ -1,9 +1,9 @@
 package monitor_test
 
-// Test scaffolding: the test binary doubles as the monitor (and as the
-// containers' libcontainer init); each test gets a busybox rootfs, a pod
-// directory, its own cgroup parent and a monitor subprocess, all removed
-// in t.Cleanup.
+// Test scaffolding: the test binary doubles as the monitor, as its
+// container helper (container-op) and as the containers' libcontainer
+// init; each test gets a busybox rootfs, a pod directory, its own cgroup
+// parent and a monitor subprocess, all removed in t.Cleanup.
 
 import (
 	"bufio"
@@ -21,15 +21,30 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-runtime/berth/internal/containerops"
 	"github.com/berth-runtime/berth/internal/libctinit"
 	"github.com/berth-runtime/berth/internal/monitor"
 	"github.com/berth-runtime/berth/sandbox/monitorapi"
 )
 
+// helperLingerEnv makes the test binary, as a helper, stay alive this long
+// (a time.Duration) after its op: a container init can then end while its
+// helper still lives.
+const helperLingerEnv = "BERTH_TEST_HELPER_LINGER"
+
 func TestMain(m *testing.M) {
 	libctinit.RunIfInit()
-	if len(os.Args) > 1 && os.Args[1] == "monitor" {
-		os.Exit(monitor.Main(os.Args[2:]))
+	if len(os.Args) > 1 {
+		switch os.Args[1] {
+		case "monitor":
+			os.Exit(monitor.Main(os.Args[2:]))
+		case containerops.Command:
+			code := containerops.Main(os.Args[2:])
+			if d, err := time.ParseDuration(os.Getenv(helperLingerEnv)); err == nil {
+				time.Sleep(d)
+			}
+			os.Exit(code)
+		}
 	}
 	os.Exit(m.Run())
 }
@@ -55,10 +70,19 @@ type pod struct {
 	cmd      *exec.Cmd
 	exited   chan struct{} // closed when the monitor process was reaped
 	logPath  string        // the monitor's own stderr
+	helper   string        // the monitor's --helper
+	env      []string      // added to the monitor's environment
 }
 
 // newPod starts a monitor for a fresh pod directory.
 func newPod(tb testing.TB, rootfs string) *pod {
+	tb.Helper()
+	return newPodWith(tb, rootfs, "", nil)
+}
+
+// newPodWith starts a monitor with the given helper ("": the default) and
+// extra environment.
+func newPodWith(tb testing.TB, rootfs, helper string, env []string) *pod {
 	tb.Helper()
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
@@ -67,6 +91,11 @@ func newPod(tb testing.TB, rootfs string) *pod {
 		dir:      tb.TempDir(),
 		rootfs:   rootfs,
 		cgParent: "/berth-monitor-test-" + hex.EncodeToString(rnd[:]),
+		helper:   helper,
+		env:      env,
+	}
+	if p.helper == "" {
+		p.helper = helperBinary(tb)
 	}
 	p.logPath = filepath.Join(p.dir, "monitor.log")
 	tb.Cleanup(p.cleanup)
@@ -83,6 +112,19 @@ func monitorBinary() (string, []string) {
 	return os.Args[0], []string{"monitor"}
 }
 
+// helperBinary is the monitor's --helper: this test binary, or
+// BERTH_HELPER_BIN (e.g. a built cmd/berth) for measurements.
+func helperBinary(tb testing.TB) string {
+	if bin := os.Getenv("BERTH_HELPER_BIN"); bin != "" {
+		return bin
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return exe
+}
+
 func (p *pod) startMonitor() {
 	tb := p.tb
 	tb.Helper()
@@ -97,9 +139,13 @@ func (p *pod) startMonitor() {
 	}
 	defer readyR.Close()
 	bin, args := monitorBinary()
-	args = append(args, "--dir", p.dir, "--pod", filepath.Base(p.dir), "--log-level", "debug")
+	level := os.Getenv("BERTH_MONITOR_LOG_LEVEL") // for measurements
+	if level == "" {
+		level = "debug"
+	}
+	args = append(args, "--dir", p.dir, "--pod", filepath.Base(p.dir), "--helper", p.helper, "--log-level", level)
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), monitor.ReadyFDEnv+"=3")
+	cmd.Env = append(append(os.Environ(), p.env...), monitor.ReadyFDEnv+"=3")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.ExtraFiles = []*os.File{readyW}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -140,6 +186,15 @@ func (p *pod) cleanup() {
 			if err := p.client.Delete(ctx, st.ID); err != nil {
 				tb.Errorf("cleanup: delete %s: %v", st.ID, err)
 			}
+		}
+		// Every helper, init and orphan was reaped.
+		deadline := time.Now().Add(5 * time.Second)
+		for z := zombieChildren(p.cmd.Process.Pid); len(z) > 0; z = zombieChildren(p.cmd.Process.Pid) {
+			if time.Now().After(deadline) {
+				tb.Errorf("cleanup: zombie children of the monitor: %v", z)
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
 		if err := p.client.Shutdown(ctx); err != nil {
 			tb.Errorf("cleanup: shutdown: %v", err)
@@ -292,4 +347,49 @@ func (l *eventLog) waitEvent(tb testing.TB, t monitorapi.EventType, id string) m
 		return false
 	}, func() string { return fmt.Sprintf("event %s of %s (have %+v)", t, id, l.snapshot()) })
 	return found
+}
+
+// procStat is what /proc/<pid>/stat tells of a process.
+type procStat struct {
+	state byte
+	ppid  int
+}
+
+func readProcStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, false
+	}
+	// pid (comm) state ppid ...; comm may hold anything but ends at the
+	// last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 || len(f[0]) != 1 {
+		return procStat{}, false
+	}
+	var st procStat
+	st.state = f[0][0]
+	if _, err := fmt.Sscan(f[1], &st.ppid); err != nil {
+		return procStat{}, false
+	}
+	return st, true
+}
+
+// zombieChildren lists the children of pid that are zombies.
+func zombieChildren(pid int) []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		var child int
+		if _, err := fmt.Sscan(e.Name(), &child); err != nil {
+			continue
+		}
+		if st, ok := readProcStat(child); ok && st.ppid == pid && st.state == 'Z' {
+			out = append(out, child)
+		}
+	}
+	return out
 }

@@ -1,16 +1,26 @@
 // Package monitor is berth's per-pod monitor process (cmd/berth-monitor).
 //
 // One monitor runs per pod, in a session of its own, started by the berth
-// daemon. It creates the pod's containers with libcontainer and so is their
-// parent: it reaps them, persists each exit durably (exit.json in the
-// bundle), writes their output to kubelet's CRI log files, and answers the
-// daemon on a unix socket (the protocol is sandbox/monitorapi). Containers
-// and their logs carry on while the daemon is down; the daemon reconnects
-// and reads the current state from the events stream.
+// daemon. It is the parent of the pod's containers (a child subreaper): it
+// reaps them, persists each exit durably (exit.json in the bundle), writes
+// their output to kubelet's CRI log files, and answers the daemon on a unix
+// socket (the protocol is sandbox/monitorapi). Containers and their logs
+// carry on while the daemon is down; the daemon reconnects and reads the
+// current state from the events stream.
+//
+// The libcontainer work (create, delete, update, kill of every process) is
+// done by short-lived helper processes, `<helper> container-op <op>` (see
+// internal/containerops), as conmon has runc do it: a created container's
+// init is the helper's child and is reparented to the monitor when the
+// helper exits. The monitor itself does the exec fifo handshake of start,
+// signals the init through a pidfd, and owns all reaping (reaper.go).
 //
 // Its memory is paid once per pod, so it links only the standard library,
-// libcontainer and the protocol, keeps goroutines and buffers few and small,
-// and tunes the Go runtime for a mostly idle process (see tune.go).
+// golang.org/x/sys/unix and the protocol (no libcontainer, no cgo), keeps
+// goroutines and buffers few and small, tunes the Go runtime for a mostly
+// idle process (tune.go) and, once quiet after some activity, renews its
+// process image, handing its state over to a fresh copy of itself with the
+// same pid (renew.go).
 package monitor
 
 import (
@@ -30,7 +40,7 @@ import (
 	"time"
 
 	"github.com/berth-runtime/berth/sandbox/monitorapi"
-	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
 )
 
 // ReadyFDEnv names the inherited descriptor on which the monitor reports
@@ -40,6 +50,7 @@ const ReadyFDEnv = "BERTH_MONITOR_READY_FD"
 // options are the command line.
 type options struct {
 	dir, pod string
+	helper   string
 	level    slog.Level
 }
 
@@ -49,6 +60,7 @@ func parseFlags(args []string) (options, error) {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.dir, "dir", "", "the pod's state directory (socket, libcontainer root)")
 	fs.StringVar(&o.pod, "pod", "", "the pod's ID")
+	fs.StringVar(&o.helper, "helper", "", "the binary run as `<helper> container-op ...` for libcontainer work")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -60,6 +72,8 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("--dir must be an absolute path")
 	case o.pod == "":
 		return o, errors.New("--pod must be set")
+	case o.helper == "" || !filepath.IsAbs(o.helper):
+		return o, errors.New("--helper must be an absolute path")
 	}
 	if *level == "" {
 		*level = "info"
@@ -71,8 +85,7 @@ func parseFlags(args []string) (options, error) {
 }
 
 // Main runs the monitor with the given arguments (without the program
-// name) and returns its exit status. The caller must have run
-// libctinit.RunIfInit first.
+// name) and returns its exit status.
 func Main(args []string) int {
 	tuneRuntime()
 	ready := takeReadyFile()
@@ -83,37 +96,78 @@ func Main(args []string) int {
 		return 2
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: o.level})).With("pod", o.pod))
-	setLibcontainerLogLevel(o.level)
 
 	sigs := make(chan os.Signal, 4)
 	// Caught, not ignored: an ignored disposition would be inherited by
 	// every container process across exec, a caught one is reset.
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	// Its own channel: a burst of exits must not crowd out a SIGTERM. One
+	// pending notification is enough, the reaper reaps all there is.
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, syscall.SIGCHLD)
 
-	m, err := newMonitor(o)
+	state, err := takeRenewState()
+	var m *monitor
+	switch {
+	case err != nil:
+	case state != nil:
+		m, err = adopt(o, state)
+	default:
+		m, err = newMonitor(o)
+	}
 	if err != nil {
 		slog.Error("cannot start", "error", err)
 		reportReady(ready, err)
 		return 1
 	}
+	m.sigs, m.chld = sigs, chld
 	reportReady(ready, nil)
-	slog.Info("monitor listening", "socket", m.sockPath, "pid", os.Getpid())
-	go m.handleSignals(sigs)
+	go m.handleSignals(sigs, chld)
+	if state != nil {
+		// Exits during the exec found no SIGCHLD handler.
+		m.reaper.reap()
+		slog.Info("monitor renewed", "containers", len(state.Containers), "pid", os.Getpid())
+	} else {
+		slog.Info("monitor listening", "socket", m.sockPath, "pid", os.Getpid())
+	}
+	m.idle.settle()
 	m.serve()
 	return 0
 }
 
+// newMonitorState is a monitor without a listener.
+func newMonitorState(o options) *monitor {
+	m := &monitor{
+		dir:          o.dir,
+		pod:          o.pod,
+		root:         filepath.Join(o.dir, "runc"),
+		sockPath:     filepath.Join(o.dir, monitorapi.SocketName),
+		helper:       o.helper,
+		helperEnv:    helperEnvironment(),
+		logLevel:     levelName(o.level),
+		containers:   make(map[string]*container),
+		subs:         make(map[*subscriber]struct{}),
+		stopped:      make(chan struct{}),
+		reaper:       newReaper(),
+		acceptParked: make(chan struct{}),
+	}
+	m.idle = newIdler(m.renew)
+	return m
+}
+
 // newMonitor prepares the state directory and listens.
 func newMonitor(o options) (*monitor, error) {
-	m := &monitor{
-		dir:        o.dir,
-		pod:        o.pod,
-		root:       filepath.Join(o.dir, "runc"),
-		sockPath:   filepath.Join(o.dir, monitorapi.SocketName),
-		containers: make(map[string]*container),
-		subs:       make(map[*subscriber]struct{}),
-		stopped:    make(chan struct{}),
-		idle:       newIdler(),
+	m := newMonitorState(o)
+	// Orphans of the pod (a container's init once its helper exited, and
+	// whatever a container leaves behind) are reparented to the monitor
+	// rather than to the host's init.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("become a child subreaper: %w", err)
+	}
+	if fi, err := os.Stat(m.helper); err != nil {
+		return nil, fmt.Errorf("the container helper: %w", err)
+	} else if fi.IsDir() || fi.Mode()&0o111 == 0 {
+		return nil, fmt.Errorf("the container helper %s is not an executable", m.helper)
 	}
 	if err := os.MkdirAll(m.root, 0o700); err != nil {
 		return nil, err
@@ -158,10 +212,17 @@ func listen(path string) (*net.UnixListener, error) {
 	return ln, nil
 }
 
-// handleSignals: SIGTERM ends a monitor that holds nothing; the others are
-// caught only so that they do nothing.
-func (m *monitor) handleSignals(sigs <-chan os.Signal) {
-	for s := range sigs {
+// handleSignals: SIGCHLD runs the reaper; SIGTERM ends a monitor that
+// holds nothing; the others are caught only so that they do nothing.
+func (m *monitor) handleSignals(sigs, chld <-chan os.Signal) {
+	for {
+		var s os.Signal
+		select {
+		case <-chld:
+			m.reaper.reap()
+			continue
+		case s = <-sigs:
+		}
 		if s != syscall.SIGTERM {
 			slog.Debug("signal ignored", "signal", s)
 			continue
@@ -204,23 +265,15 @@ func reportReady(f *os.File, err error) {
 	_ = f.Close()
 }
 
-// setLibcontainerLogLevel makes libcontainer (and the container inits,
-// whose messages it forwards) log at the monitor's level.
-func setLibcontainerLogLevel(l slog.Level) {
+// levelName is the --log-level a helper gets for the monitor's level.
+func levelName(l slog.Level) string {
 	switch {
 	case l <= slog.LevelDebug:
-		logrus.SetLevel(logrus.DebugLevel)
+		return "debug"
 	case l <= slog.LevelInfo:
-		logrus.SetLevel(logrus.InfoLevel)
+		return "info"
 	case l <= slog.LevelWarn:
-		logrus.SetLevel(logrus.WarnLevel)
-	default:
-		logrus.SetLevel(logrus.ErrorLevel)
+		return "warn"
 	}
-}
-
-// libcontainerLogLevel is the level a container's init logs at, in the
-// numeric form libcontainer passes it on.
-func libcontainerLogLevel() string {
-	return strconv.Itoa(int(logrus.GetLevel()))
+	return "error"
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-runtime/berth/sandbox/monitorapi"
@@ -30,11 +31,27 @@ const (
 
 // monitor is the state of one pod's monitor process.
 type monitor struct {
-	dir, pod string
-	root     string // libcontainer's state root
-	sockPath string
-	ln       *net.UnixListener
-	idle     *idler
+	dir, pod  string
+	root      string // libcontainer's state root
+	sockPath  string
+	ln        *net.UnixListener
+	idle      *idler
+	helper    string   // the container-op binary
+	helperEnv []string // its environment
+	logLevel  string   // the helpers' --log-level
+	reaper    *reaper
+
+	// busy counts the requests in flight and the exits being handled:
+	// the monitor is quiet (and may renew itself) only at zero.
+	busy atomic.Int32
+	// Pausing the accept loop for a renewal: with pauseAccept set, the
+	// loop reports on acceptParked (unbuffered) and waits for acceptResume
+	// to be closed.
+	pauseAccept  atomic.Bool
+	acceptParked chan struct{}
+	acceptResume chan struct{}
+	// sigs and chld are the monitor's signal channels (monitor.go).
+	sigs, chld chan os.Signal
 
 	mu         sync.Mutex
 	containers map[string]*container
@@ -55,6 +72,14 @@ func (m *monitor) serve() {
 			default:
 			}
 			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				if m.pauseAccept.Load() { // a renewal (renew.go)
+					resume := m.acceptResume
+					select {
+					case m.acceptParked <- struct{}{}:
+						<-resume
+					case <-m.stopped:
+					}
+				}
 				continue
 			}
 			// EMFILE and the like: do not spin.
@@ -62,21 +87,38 @@ func (m *monitor) serve() {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
+		m.busy.Add(1)
 		go m.handle(conn)
 	}
 }
 
-// handle reads one request and answers it.
+// request is monitorapi.Request as the monitor decodes it: the resources
+// of an update stay raw JSON, handed to the update helper as they came, so
+// the monitor never decodes (nor keeps the decoder tables of) the OCI
+// resource types. TestRequestMatchesAPI keeps the two in step.
+type request struct {
+	Op        monitorapi.Op             `json:"op"`
+	ID        string                    `json:"id,omitempty"`
+	Create    *monitorapi.CreateRequest `json:"create,omitempty"`
+	Signal    int                       `json:"signal,omitempty"`
+	All       bool                      `json:"all,omitempty"`
+	Resources json.RawMessage           `json:"resources,omitempty"`
+}
+
+// handle reads one request and answers it. The accept loop counted it as
+// busy.
 func (m *monitor) handle(conn *net.UnixConn) {
+	done := sync.OnceFunc(func() { m.busy.Add(-1) })
+	defer done()
 	_ = conn.SetDeadline(time.Now().Add(requestTimeout))
-	var req monitorapi.Request
+	var req request
 	if err := json.NewDecoder(io.LimitReader(conn, maxRequestSize)).Decode(&req); err != nil {
 		m.reply(conn, nil, fmt.Errorf("%w: bad request: %v", errdefs.ErrInvalidArgument, err))
 		_ = conn.Close()
 		return
 	}
 	if req.Op == monitorapi.OpEvents {
-		m.subscribe(conn) // owns conn from here
+		m.subscribe(conn, done) // owns conn from here; not busy once started
 		return
 	}
 	defer m.idle.touch()
@@ -105,7 +147,7 @@ func (m *monitor) reply(conn net.Conn, resp *monitorapi.Response, err error) {
 }
 
 // dispatch runs one call.
-func (m *monitor) dispatch(req *monitorapi.Request) (*monitorapi.Response, error) {
+func (m *monitor) dispatch(req *request) (*monitorapi.Response, error) {
 	stateResp := func(st monitorapi.State, err error) (*monitorapi.Response, error) {
 		if err != nil {
 			return nil, err

@@ -5,13 +5,14 @@ package monitor
 // into the CRI log.
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/opencontainers/runc/libcontainer"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,10 +24,6 @@ type containerIO struct {
 	// out and errOut are what the log copiers read: the read ends of the
 	// stdout/stderr pipes, or the pty master (out) for a terminal.
 	out, errOut *os.File
-	// child holds the ends handed to the container; the monitor closes its
-	// copies once the container started, so EOF arrives when the
-	// container's processes are gone.
-	child []*os.File
 	// console receives the pty master from the container's init.
 	console *os.File
 	tty     bool
@@ -34,15 +31,42 @@ type containerIO struct {
 	// the last one ended.
 	running atomic.Int32
 	copied  chan struct{}
+	// copiers are the running copiers' states, for a renewal to pause them
+	// (renew.go).
+	copiers []*copier
+	// pauseMu guards pausing, gen and resume.
+	pauseMu sync.Mutex
+	pausing bool
+	gen     uint64
+	resume  chan struct{}
 }
 
-// setupIO prepares p's stdio. With no log path and no terminal the output
-// goes to /dev/null directly: nothing to copy, no pipe to hold.
-func setupIO(p *libcontainer.Process, stdin, tty, logged bool, uid, gid int) (_ *containerIO, err error) {
+// copier is one output stream's copier.
+type copier struct {
+	f *os.File
+	w *lineWriter
+	// parked receives the pause generation once the copier stopped, at a
+	// point where every byte it read is formatted (or once it ended).
+	parked chan uint64
+	ended  bool // guarded by containerIO.pauseMu
+}
+
+// setupIO prepares a container's stdio. It returns the container's ends,
+// to be handed to the create helper as its descriptors 3, 4, 5 (stdin,
+// stdout, stderr) or, for a terminal, 3 (libcontainer's console socket).
+// With no log path and no terminal the output goes to /dev/null directly:
+// nothing to copy, no pipe to hold. The caller closes the container's ends
+// once the helper has them.
+func setupIO(stdin, tty, logged bool) (_ *containerIO, child []*os.File, err error) {
 	cio := &containerIO{tty: tty, copied: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			cio.closeAll()
+			for _, f := range child {
+				if f != nil {
+					_ = f.Close()
+				}
+			}
 		}
 	}()
 	if tty {
@@ -50,61 +74,49 @@ func setupIO(p *libcontainer.Process, stdin, tty, logged bool, uid, gid int) (_ 
 		// the container and sends its master back over this socketpair.
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
-			return nil, fmt.Errorf("console socket: %w", err)
+			return nil, nil, fmt.Errorf("console socket: %w", err)
 		}
 		cio.console = os.NewFile(uintptr(fds[0]), "console-parent")
-		child := os.NewFile(uintptr(fds[1]), "console-child")
-		cio.child = append(cio.child, child)
-		p.ConsoleSocket = child
-		return cio, nil
+		return cio, []*os.File{os.NewFile(uintptr(fds[1]), "console-child")}, nil
 	}
-	// Pipes, owned by the container's root like runc's setupProcessPipes,
-	// so that reopening /dev/stdout works in a user-namespaced container.
-	pipe := func() (r, w *os.File, err error) {
-		if r, w, err = os.Pipe(); err != nil {
-			return nil, nil, err
-		}
-		if uid != 0 || gid != 0 {
-			for _, f := range []*os.File{r, w} {
-				if err = unix.Fchown(int(f.Fd()), uid, gid); err != nil {
-					_, _ = r.Close(), w.Close()
-					return nil, nil, err
-				}
-			}
-		}
-		return r, w, nil
-	}
+	// The helper hands the pipes to the container's root user, as runc's
+	// setupProcessPipes does.
+	child = make([]*os.File, 3)
 	if stdin {
-		r, w, err := pipe()
+		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, fmt.Errorf("stdin pipe: %w", err)
+			return nil, child, fmt.Errorf("stdin pipe: %w", err)
 		}
-		cio.stdin, p.Stdin = w, r
-		cio.child = append(cio.child, r)
+		cio.stdin, child[0] = w, r
 	}
 	if logged {
-		r, w, err := pipe()
+		r, w, err := os.Pipe()
 		if err != nil {
-			return nil, fmt.Errorf("stdout pipe: %w", err)
+			return nil, child, fmt.Errorf("stdout pipe: %w", err)
 		}
-		cio.out, p.Stdout = r, w
-		cio.child = append(cio.child, w)
-		if r, w, err = pipe(); err != nil {
-			return nil, fmt.Errorf("stderr pipe: %w", err)
+		cio.out, child[1] = r, w
+		if r, w, err = os.Pipe(); err != nil {
+			return nil, child, fmt.Errorf("stderr pipe: %w", err)
 		}
-		cio.errOut, p.Stderr = r, w
-		cio.child = append(cio.child, w)
+		cio.errOut, child[2] = r, w
 	}
-	return cio, nil
+	if !stdin || !logged {
+		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+		if err != nil {
+			return nil, child, err
+		}
+		for i := range child {
+			if child[i] == nil {
+				child[i] = null
+			}
+		}
+	}
+	return cio, child, nil
 }
 
-// started finishes the setup once the container's init runs: it drops the
-// container's ends and, for a terminal, takes the pty master.
-func (cio *containerIO) started(stdin bool) error {
-	for _, f := range cio.child {
-		_ = f.Close()
-	}
-	cio.child = nil
+// takeConsole finishes the setup of a terminal once the container's init
+// runs: it takes the pty master.
+func (cio *containerIO) takeConsole(stdin bool) error {
 	if !cio.tty {
 		return nil
 	}
@@ -122,8 +134,9 @@ func (cio *containerIO) started(stdin bool) error {
 }
 
 // recvConsole takes the pty master that libcontainer's init sent (with
-// utils.SendFile) before it reported ready, so it is already queued: a
-// non-blocking receive fails instead of hanging if it is not. The master
+// utils.SendFile) before it reported ready, so it is already queued when
+// the create helper reported the container: a non-blocking receive fails
+// instead of hanging if it is not. The master
 // is made non-blocking so that reading it parks a goroutine in the
 // runtime's poller instead of holding an OS thread.
 func recvConsole(sock *os.File) (*os.File, error) {
@@ -159,33 +172,133 @@ func recvConsole(sock *os.File) (*os.File, error) {
 
 // startCopiers starts one goroutine per output stream writing it to log.
 // Nothing else waits on them (an idle container costs no extra goroutine):
-// the last copier to end closes copied.
-func (cio *containerIO) startCopiers(log *criLog, id string) {
-	var streams []*os.File
-	for _, f := range []*os.File{cio.out, cio.errOut} {
-		if f != nil {
-			streams = append(streams, f)
+// the last copier to end closes copied. pending holds the unterminated
+// lines the streams had when a renewed monitor took them over.
+func (cio *containerIO) startCopiers(log *criLog, id string, pending ...[]byte) {
+	for i, f := range []*os.File{cio.out, cio.errOut} {
+		if f == nil {
+			continue
 		}
-	}
-	if len(streams) == 0 {
-		close(cio.copied)
-		return
-	}
-	cio.running.Store(int32(len(streams)))
-	for i, f := range streams {
 		stream := "stdout"
 		if i == 1 {
 			stream = "stderr"
 		}
-		go func() {
-			if err := newLineWriter(log, stream).copyFrom(f); err != nil {
-				slog.Debug("container output ended", "id", id, "stream", stream, "error", err)
-			}
-			if cio.running.Add(-1) == 0 {
-				close(cio.copied)
-			}
-		}()
+		w := newLineWriter(log, stream)
+		if i < len(pending) {
+			w.preload(pending[i])
+		}
+		cio.copiers = append(cio.copiers, &copier{f: f, w: w, parked: make(chan uint64, 1)})
 	}
+	if len(cio.copiers) == 0 {
+		close(cio.copied)
+		return
+	}
+	cio.running.Store(int32(len(cio.copiers)))
+	for _, c := range cio.copiers {
+		go cio.copy(c, id)
+	}
+}
+
+// copy runs one copier until its stream ends.
+func (cio *containerIO) copy(c *copier, id string) {
+	for {
+		err := c.w.copyFrom(c.f)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			cio.pauseMu.Lock()
+			if cio.pausing {
+				gen, resume := cio.gen, cio.resume
+				cio.pauseMu.Unlock()
+				c.parked <- gen
+				<-resume
+			} else {
+				cio.pauseMu.Unlock()
+			}
+			continue
+		}
+		if err != nil {
+			slog.Debug("container output ended", "id", id, "stream", c.w.stream, "error", err)
+		}
+		break
+	}
+	cio.pauseMu.Lock()
+	c.ended = true
+	gen, pausing := cio.gen, cio.pausing
+	cio.pauseMu.Unlock()
+	if pausing {
+		c.parked <- gen
+	}
+	if cio.running.Add(-1) == 0 {
+		close(cio.copied)
+	}
+}
+
+// pause stops the running copiers where a renewal may take their streams
+// over: each has formatted everything it read and holds at most an
+// unterminated line. It fails (and resumes them) if one has not stopped by
+// until, e.g. while its log write blocks.
+func (cio *containerIO) pause(until time.Time) bool {
+	cio.pauseMu.Lock()
+	cio.pausing = true
+	cio.gen++
+	gen := cio.gen
+	cio.resume = make(chan struct{})
+	var live []*copier
+	for _, c := range cio.copiers {
+		if !c.ended {
+			live = append(live, c)
+		}
+	}
+	cio.pauseMu.Unlock()
+	past := time.Unix(1, 0)
+	for _, c := range live {
+		_ = c.f.SetReadDeadline(past)
+	}
+	t := time.NewTimer(time.Until(until))
+	defer t.Stop()
+	for _, c := range live {
+		for parked := false; !parked; {
+			select {
+			case g := <-c.parked:
+				parked = g == gen // an older pause's word is stale
+			case <-t.C:
+				cio.unpause()
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// handover returns the streams of the paused copiers still reading, and
+// the unterminated line each holds (stdout, stderr).
+func (cio *containerIO) handover() (streams [2]*os.File, pending [2][]byte) {
+	cio.pauseMu.Lock()
+	defer cio.pauseMu.Unlock()
+	for _, c := range cio.copiers {
+		if c.ended {
+			continue
+		}
+		i := 0
+		if c.f == cio.errOut {
+			i = 1
+		}
+		streams[i] = c.f
+		pending[i] = append([]byte(nil), c.w.pending()...)
+	}
+	return streams, pending
+}
+
+// unpause lets paused copiers go on.
+func (cio *containerIO) unpause() {
+	for _, c := range cio.copiers {
+		_ = c.f.SetReadDeadline(time.Time{})
+	}
+	cio.pauseMu.Lock()
+	if cio.pausing {
+		cio.pausing = false
+		close(cio.resume)
+	}
+	cio.pauseMu.Unlock()
 }
 
 // drain waits until the copiers reached EOF, at most timeout: a process
@@ -219,10 +332,10 @@ func (cio *containerIO) closeOutputs() {
 // file twice (the pty master is both out and stdin) only returns an error.
 func (cio *containerIO) closeAll() {
 	cio.closeOutputs()
-	for _, f := range append(cio.child, cio.console, cio.stdin) {
+	for _, f := range []*os.File{cio.console, cio.stdin} {
 		if f != nil {
 			_ = f.Close()
 		}
 	}
-	cio.child, cio.console = nil, nil
+	cio.console = nil
 }

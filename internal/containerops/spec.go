@@ -1,4 +1,4 @@
-package monitor
+package containerops
 
 // Turning the OCI spec into libcontainer's configuration and init process,
 // the way `runc create` does (runc's utils_linux.go createContainer and
@@ -21,8 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// maxSpecSize bounds config.json: a spec is a few KiB, and the monitor's
-// memory is budgeted.
+// maxSpecSize bounds config.json: a spec is a few KiB.
 const maxSpecSize = 4 << 20
 
 // loadSpec reads and checks <bundle>/config.json.
@@ -164,13 +163,17 @@ var rlimitTypes = map[string]int{
 
 // limitedReader fails (rather than truncating) past n bytes.
 type limitedReader struct {
-	r io.Reader
-	n int64
+	r     io.Reader
+	n     int64
+	limit int64 // n as given, for the error
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.limit == 0 {
+		l.limit = l.n
+	}
 	if l.n <= 0 {
-		return 0, fmt.Errorf("larger than %d bytes", maxSpecSize)
+		return 0, fmt.Errorf("larger than %d bytes", l.limit)
 	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
