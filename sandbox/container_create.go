@@ -66,11 +66,12 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg Con
 		m.mu.Unlock()
 		return Container{}, err
 	}
-	log.InfoContext(ctx, "container created", "pid", c.Pid, "image", cfg.Image.Requested)
-	m.publish(Event{Type: EventContainerCreated, ContainerID: c.ID, SandboxID: sb.ID, At: c.CreatedAt})
 	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return c.clone(), nil
+	out := c.clone() // the monitor's events may change c from now on
+	m.mu.RUnlock()
+	log.InfoContext(ctx, "container created", "pid", out.Pid, "image", cfg.Image.Requested)
+	m.publish(Event{Type: EventContainerCreated, ContainerID: c.ID, SandboxID: sb.ID, At: c.CreatedAt})
+	return out, nil
 }
 
 // cleanLogPath checks a log path relative to the pod's log directory.
