@@ -393,3 +393,19 @@ func zombieChildren(pid int) []int {
 	}
 	return out
 }
+
+// execedStatus returns /proc/<pid>/status once the container's init has
+// exec'd its command: start returns when the init passed its exec fifo,
+// and until the execve the process is runc's init, which ignores signals.
+func execedStatus(t *testing.T, pid int, comm string) string {
+	t.Helper()
+	waitFor(t, 10*time.Second, func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		return err == nil && strings.TrimSpace(string(b)) == comm
+	}, func() string { return fmt.Sprintf("process %d to exec %s", pid, comm) })
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(status)
+}

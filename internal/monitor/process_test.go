@@ -5,7 +5,6 @@ package monitor_test
 
 import (
 	"bufio"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -51,11 +50,8 @@ func TestSignals(t *testing.T) {
 
 	// The monitor catches the signals it ignores, so that containers do
 	// not inherit them ignored.
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(status), "SigIgn:\t0000000000000000\n") {
+	status := execedStatus(t, st.Pid, "sleep")
+	if !strings.Contains(status, "SigIgn:\t0000000000000000\n") {
 		t.Fatalf("the container process ignores signals:\n%s", status)
 	}
 

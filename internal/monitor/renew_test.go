@@ -5,7 +5,6 @@ package monitor_test
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,11 +136,8 @@ func TestRenewal(t *testing.T) {
 	// A renewed monitor caught its signals again: a new container does not
 	// inherit them ignored.
 	st = p.run("after", []string{"sleep", "1000"}, ctrOpts{})
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", st.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(status), "SigIgn:\t0000000000000000\n") {
+	status := execedStatus(t, st.Pid, "sleep")
+	if !strings.Contains(status, "SigIgn:\t0000000000000000\n") {
 		t.Fatalf("a container created after renewals ignores signals:\n%s", status)
 	}
 	if p.renewals() < 5 {
