@@ -87,6 +87,7 @@ func parseFlags(args []string) (options, error) {
 // Main runs the monitor with the given arguments (without the program
 // name) and returns its exit status.
 func Main(args []string) int {
+	resetIgnoredSignals()
 	tuneRuntime()
 	ready := takeReadyFile()
 	o, err := parseFlags(args)
