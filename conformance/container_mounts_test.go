@@ -59,13 +59,7 @@ func TestContainerMounts(t *testing.T) {
 		// The host side must be a shared mount for propagation to reach
 		// the container: a tmpfs made shared for the test.
 		src := t.TempDir()
-		if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = unix.Unmount(src, unix.MNT_DETACH) })
-		if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
-			t.Fatal(err)
-		}
+		mountTmpfs(t, src, unix.MS_SHARED)
 		cfg := e.ctrConfig("rslave", "sh", "-c", `echo ready; while [ ! -e /prop/sub/marker ]; do sleep 0.02; done; echo seen`)
 		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/prop", HostPath: src, Propagation: runtimeapi.MountPropagation_PROPAGATION_HOST_TO_CONTAINER}}
 		id := e.run(t, podID, podCfg, cfg)
@@ -74,10 +68,7 @@ func TestContainerMounts(t *testing.T) {
 		if err := os.Mkdir(sub, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+		mountTmpfs(t, sub, 0)
 		if err := os.WriteFile(filepath.Join(sub, "marker"), nil, 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -94,13 +85,7 @@ func TestContainerBidirectionalPropagation(t *testing.T) {
 	e := newCtrEnv(t)
 	podID, podCfg := e.pod(t, "rshared")
 	src := t.TempDir()
-	if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(src, unix.MNT_DETACH) })
-	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatal(err)
-	}
+	mountTmpfs(t, src, unix.MS_SHARED)
 	inner := filepath.Join(src, "inner")
 	if err := os.Mkdir(inner, 0o755); err != nil {
 		t.Fatal(err)
@@ -119,13 +104,7 @@ func TestContainerBidirectionalPropagation(t *testing.T) {
 
 	t.Run("private-host-mount-is-refused", func(t *testing.T) {
 		private := t.TempDir()
-		if err := unix.Mount("tmpfs", private, "tmpfs", 0, "size=1m"); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = unix.Unmount(private, unix.MNT_DETACH) })
-		if err := unix.Mount("", private, "", unix.MS_PRIVATE, ""); err != nil {
-			t.Fatal(err)
-		}
+		mountTmpfs(t, private, unix.MS_PRIVATE)
 		cfg := e.ctrConfig("rshared-private", "true")
 		cfg.Mounts = []*runtimeapi.Mount{{ContainerPath: "/p", HostPath: private, Propagation: runtimeapi.MountPropagation_PROPAGATION_BIDIRECTIONAL}}
 		if _, err := e.tryCreate(podID, podCfg, cfg); err == nil || !strings.Contains(err.Error(), "shared") {
@@ -153,10 +132,7 @@ func TestContainerRecursiveReadonlyMount(t *testing.T) {
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(sub, unix.MNT_DETACH) })
+	mountTmpfs(t, sub, 0)
 	script := `for d in /ro/sub /rro/sub; do if touch $d/x 2>/dev/null; then echo $d=rw; else echo $d=ro; fi; done`
 	cfg := e.ctrConfig("rro", "sh", "-c", script)
 	cfg.Mounts = []*runtimeapi.Mount{
@@ -183,5 +159,20 @@ func TestContainerDevices(t *testing.T) {
 	_, lines := e.runToExit(t, podID, podCfg, cfg)
 	if got := strings.ReplaceAll(strings.TrimSpace(output(lines)), "\n", "|"); got != "c|wrote|4" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// mountTmpfs mounts a small tmpfs at dir until the test ends, with the
+// given propagation (unix.MS_SHARED, unix.MS_PRIVATE; 0 leaves the default).
+func mountTmpfs(t *testing.T, dir string, propagation uintptr) {
+	t.Helper()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	if propagation != 0 {
+		if err := unix.Mount("", dir, "", propagation, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
