@@ -6,6 +6,7 @@ package cri
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,6 +43,8 @@ type Server struct {
 	monitorBinary string
 	// recursiveReadOnly: the kernel can make mounts recursively read-only.
 	recursiveReadOnly bool
+	// stream serves the URLs of Exec, Attach and PortForward.
+	stream *streamServer
 }
 
 // Options are settings of a server that are not berth configuration.
@@ -104,6 +107,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		images.Close()
 		return nil, err
 	}
+	stream, err := newStreamServer(cfg.Streaming, streamRuntime{sandboxes: sandboxes}, log)
+	if err != nil {
+		images.Close()
+		return nil, err
+	}
 	return &Server{
 		cfg:           cfg,
 		log:           log,
@@ -112,6 +120,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		images:        images,
 		sandboxes:     sandboxes,
 		monitorBinary: monitorBinary,
+		stream:        stream,
 
 		recursiveReadOnly: kernelHasMountSetattr(),
 	}, nil
@@ -141,9 +150,14 @@ func findMonitor(configured string) string {
 	return ""
 }
 
-// Close releases the stores; call it after the gRPC server has stopped.
+// Close stops the streaming server (ending the streams in progress) and
+// releases the stores; call it after the gRPC server has stopped.
 func (s *Server) Close() error {
-	return s.images.Close()
+	var err error
+	if s.stream != nil {
+		err = s.stream.Close()
+	}
+	return errors.Join(err, s.images.Close())
 }
 
 // Register adds both CRI services to a gRPC server.

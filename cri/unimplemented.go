@@ -18,26 +18,14 @@ func notImplemented(rpc, comesWith string) error {
 }
 
 const (
-	withStreaming   = "the streaming work (exec, attach, port-forward)"
+	withAttach      = "attach through the pod monitor, which is being built"
 	withCheckpoints = "checkpoint/restore support, which is not planned yet"
 	withImages      = "the image service work"
 )
 
-// Streaming.
-func (s *Server) ExecSync(context.Context, *runtimeapi.ExecSyncRequest) (*runtimeapi.ExecSyncResponse, error) {
-	return nil, notImplemented("ExecSync", withStreaming)
-}
-
-func (s *Server) Exec(context.Context, *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
-	return nil, notImplemented("Exec", withStreaming)
-}
-
+// Attach.
 func (s *Server) Attach(context.Context, *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return nil, notImplemented("Attach", withStreaming)
-}
-
-func (s *Server) PortForward(context.Context, *runtimeapi.PortForwardRequest) (*runtimeapi.PortForwardResponse, error) {
-	return nil, notImplemented("PortForward", withStreaming)
+	return nil, notImplemented("Attach", withAttach)
 }
 
 // Checkpoints.

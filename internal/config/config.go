@@ -17,6 +17,7 @@ const (
 	DefaultRegistryConfigDir      = "/etc/berth/certs.d"
 	DefaultCNIConfDir             = "/etc/cni/net.d"
 	DefaultStreamingAddress       = "127.0.0.1:0"
+	DefaultStreamIdleTimeout      = 4 * time.Hour
 	DefaultShutdownTimeout        = 10 * time.Second
 	DefaultMaxConcurrentDownloads = 3
 	DefaultShmSizeBytes           = 64 << 20
@@ -106,6 +107,13 @@ type ImageConfig struct {
 type StreamingConfig struct {
 	// Address is host:port; port 0 picks a free port at start.
 	Address string `toml:"address" json:"address"`
+	// EnableTLS serves https: with TLSCertFile and TLSKeyFile, or else with
+	// a self-signed certificate made at start (as containerd does).
+	EnableTLS   bool   `toml:"enable_tls" json:"enable_tls"`
+	TLSCertFile string `toml:"tls_cert_file" json:"tls_cert_file"`
+	TLSKeyFile  string `toml:"tls_key_file" json:"tls_key_file"`
+	// IdleTimeout closes a stream with no traffic for that long.
+	IdleTimeout Duration `toml:"idle_timeout" json:"idle_timeout"`
 }
 
 // Default returns the configuration used when no file and no flags say otherwise.
@@ -129,7 +137,7 @@ func Default() Config {
 			PullProgressTimeout:    Duration(DefaultPullProgressTimeout),
 			PinnedImages:           []string{},
 		},
-		Streaming: StreamingConfig{Address: DefaultStreamingAddress},
+		Streaming: StreamingConfig{Address: DefaultStreamingAddress, IdleTimeout: Duration(DefaultStreamIdleTimeout)},
 	}
 }
 

@@ -116,6 +116,15 @@ func (c Config) Validate(o Origins) error {
 	if err := checkHostPort(c.Streaming.Address); err != nil {
 		bad("streaming.address", c.Streaming.Address, err.Error())
 	}
+	if (c.Streaming.TLSCertFile == "") != (c.Streaming.TLSKeyFile == "") {
+		bad("streaming.tls_cert_file", c.Streaming.TLSCertFile, "set both tls_cert_file and tls_key_file, or neither (a self-signed certificate is made)")
+	}
+	if c.Streaming.TLSCertFile != "" && !c.Streaming.EnableTLS {
+		bad("streaming.tls_cert_file", c.Streaming.TLSCertFile, "is only used with enable_tls = true")
+	}
+	if c.Streaming.IdleTimeout < 0 {
+		bad("streaming.idle_timeout", c.Streaming.IdleTimeout.Std().String(), "must not be negative (0 means no timeout)")
+	}
 	return errors.Join(errs...)
 }
 
