@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/berth-runtime/berth/conformance/framework"
@@ -35,7 +36,13 @@ func newCtrEnv(t *testing.T) *ctrEnv {
 // pushAndPull builds an image, serves it and pulls it into the runtime.
 func (e *ctrEnv) pushAndPull(t testing.TB, repoTag string, spec framework.ImageSpec) string {
 	t.Helper()
-	ref, _ := e.reg.Push(t, repoTag, framework.MustBuildImage(t, spec))
+	return e.pushImageAndPull(t, repoTag, framework.MustBuildImage(t, spec))
+}
+
+// pushImageAndPull serves an image and pulls it into the runtime.
+func (e *ctrEnv) pushImageAndPull(t testing.TB, repoTag string, img v1.Image) string {
+	t.Helper()
+	ref, _ := e.reg.Push(t, repoTag, img)
 	if _, err := pull(t, e.tg, ref, nil); err != nil {
 		t.Fatalf("PullImage(%s): %v", ref, err)
 	}

@@ -6,6 +6,7 @@ package cri
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/berth-runtime/berth/image"
@@ -105,11 +106,24 @@ func toMount(m *runtimeapi.Mount) (ocispec.Mount, error) {
 		RecursiveReadonly: m.GetRecursiveReadOnly(), SELinuxRelabel: m.GetSelinuxRelabel(),
 		Propagation: ocispec.Propagation(m.GetPropagation()),
 	}
-	if img := m.GetImage().GetImage(); img != "" {
-		out.Image = img
+	if len(m.GetMountOptions()) > 0 {
+		return out, fmt.Errorf("%w: mount %s: mount options are not supported by berth", errdefs.ErrInvalidArgument, m.GetContainerPath())
 	}
-	if len(m.GetMountOptions()) > 0 || m.GetImageSubPath() != "" {
-		return out, fmt.Errorf("%w: mount %s: mount options and image sub-paths are not supported by berth", errdefs.ErrInvalidArgument, m.GetContainerPath())
+	switch img, sub := m.GetImage().GetImage(), m.GetImageSubPath(); {
+	case img != "":
+		// An image volume: always read-only, whatever readonly says (the
+		// CRI: "All image mounts are per feature definition readonly").
+		if m.GetHostPath() != "" {
+			return out, fmt.Errorf("%w: mount %s: host_path and image are exclusive: an image volume mounts the image", errdefs.ErrInvalidArgument, m.GetContainerPath())
+		}
+		if sub != "" && !filepath.IsLocal(sub) {
+			return out, fmt.Errorf("%w: mount %s: image_sub_path %q must be a relative path inside the image, without \"..\"", errdefs.ErrInvalidArgument, m.GetContainerPath(), sub)
+		}
+		out.Image, out.ImageSubPath, out.Readonly = img, sub, true
+	case m.GetImage() != nil && m.GetHostPath() == "":
+		return out, fmt.Errorf("%w: mount %s: image volume without image.image", errdefs.ErrInvalidArgument, m.GetContainerPath())
+	case sub != "":
+		return out, fmt.Errorf("%w: mount %s: image_sub_path is only for image volumes (set image)", errdefs.ErrInvalidArgument, m.GetContainerPath())
 	}
 	for _, id := range m.GetUidMappings() {
 		out.UIDMappings = append(out.UIDMappings, ocispec.IDMapping{ContainerID: id.ContainerId, HostID: id.HostId, Length: id.Length})

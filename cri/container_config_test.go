@@ -96,3 +96,30 @@ func TestToContainerConfig(t *testing.T) {
 		t.Errorf("TARGET without target_id: %v", err)
 	}
 }
+
+func TestToMountImageVolume(t *testing.T) {
+	m, err := toMount(&runtimeapi.Mount{ContainerPath: "/data", Image: &runtimeapi.ImageSpec{Image: "example.com/data:1"}, ImageSubPath: "sub/dir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Image != "example.com/data:1" || m.ImageSubPath != "sub/dir" || !m.Readonly || m.HostPath != "" {
+		t.Errorf("image volume %+v, want the image and sub path, read-only, no host path", m)
+	}
+	st := toCRIMount(ocispec.Mount{ContainerPath: "/data", HostPath: "/run/berth/containers/c/image-volumes/0/sub/dir",
+		Readonly: true, Image: "example.com/data:1", ImageSubPath: "sub/dir"})
+	if st.GetImage().GetImage() != "example.com/data:1" || st.ImageSubPath != "sub/dir" || !st.Readonly {
+		t.Errorf("status mount %+v", st)
+	}
+	for name, bad := range map[string]*runtimeapi.Mount{
+		"host path and image":       {ContainerPath: "/d", HostPath: "/h", Image: &runtimeapi.ImageSpec{Image: "a"}},
+		"sub path escapes":          {ContainerPath: "/d", Image: &runtimeapi.ImageSpec{Image: "a"}, ImageSubPath: "../etc"},
+		"absolute sub path":         {ContainerPath: "/d", Image: &runtimeapi.ImageSpec{Image: "a"}, ImageSubPath: "/etc"},
+		"sub path without image":    {ContainerPath: "/d", HostPath: "/h", ImageSubPath: "x"},
+		"empty image, no host path": {ContainerPath: "/d", Image: &runtimeapi.ImageSpec{}},
+		"mount options":             {ContainerPath: "/d", HostPath: "/h", MountOptions: []string{"noexec"}},
+	} {
+		if _, err := toMount(bad); !errdefs.IsInvalidArgument(err) {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+}

@@ -81,6 +81,7 @@ func toCRIMount(m ocispec.Mount) *runtimeapi.Mount {
 	}
 	if m.Image != "" {
 		out.Image = &runtimeapi.ImageSpec{Image: m.Image}
+		out.ImageSubPath = m.ImageSubPath
 	}
 	return out
 }

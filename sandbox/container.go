@@ -99,8 +99,14 @@ type Container struct {
 	Username       string   `json:"username,omitempty"`
 	// StopSignal is the image's STOPSIGNAL (default SIGTERM).
 	StopSignal string `json:"stop_signal,omitempty"`
-	// Mounts as created (host paths resolved), for ContainerStatus.
+	// Mounts as created (host paths resolved), for ContainerStatus. An
+	// image volume's host path is its read-only view of the image (or the
+	// image_sub_path in it) under Dir.
 	Mounts []ocispec.Mount `json:"mounts,omitempty"`
+	// Volumes are the image's VOLUMEs, bound from directories under
+	// <root>/volumes/<id> (not reported by ContainerStatus, as under
+	// containerd).
+	Volumes []ocispec.Mount `json:"volumes,omitempty"`
 }
 
 func (c *Container) recordID() string { return c.ID }
@@ -110,6 +116,7 @@ func (c *Container) clone() Container {
 	out := *c
 	out.AdditionalGIDs = append([]uint32(nil), c.AdditionalGIDs...)
 	out.Mounts = append([]ocispec.Mount(nil), c.Mounts...)
+	out.Volumes = append([]ocispec.Mount(nil), c.Volumes...)
 	return out
 }
 

@@ -124,6 +124,14 @@ func (m *Manager) createContainer(ctx context.Context, sb *Sandbox, e *container
 	if err := mount.All(mounts, rootfs); err != nil {
 		return fmt.Errorf("mount the rootfs of container %s: %w", c.ID, err)
 	}
+	ctrMounts, err := m.mountImageVolumes(ctx, c)
+	if err != nil {
+		return err
+	}
+	volumes, err := m.makeVolumes(c, rootfs, ctrMounts)
+	if err != nil {
+		return err
+	}
 	if c.Config.TargetID != "" {
 		ns, err := m.targetPIDNamespace(c.Config.TargetID)
 		if err != nil {
@@ -131,7 +139,9 @@ func (m *Manager) createContainer(ctx context.Context, sb *Sandbox, e *container
 		}
 		c.Config.Spec.Security.TargetPIDNS = ns
 	}
-	res, err := m.specs.Generate(m.specInput(sb, c, rootfs))
+	in := m.specInput(sb, c, rootfs)
+	in.Container.Mounts, in.Volumes = ctrMounts, volumes
+	res, err := m.specs.Generate(in)
 	if err != nil {
 		return err
 	}
@@ -142,7 +152,7 @@ func (m *Manager) createContainer(ctx context.Context, sb *Sandbox, e *container
 	if c.Config.StopSignalArg != "" {
 		c.StopSignal = c.Config.StopSignalArg
 	}
-	c.Mounts = c.Config.Spec.Mounts
+	c.Mounts, c.Volumes = ctrMounts, volumes
 	m.mu.Unlock()
 	b, err := json.Marshal(res.Spec)
 	if err != nil {
@@ -232,8 +242,11 @@ func containerCgroup(pod CgroupState, id string) (string, CgroupState) {
 }
 
 // cleanupContainer removes whatever a container has: its process in the
-// monitor, its rootfs mount and snapshot, its bundle. Each step tolerates
-// what is already gone, so it can be repeated (also after a crash).
+// monitor, its rootfs and image-volume mounts and snapshots, its bundle and
+// the directories of its image's VOLUMEs. Each step tolerates what is
+// already gone, so it can be repeated (also after a crash); what it finds
+// follows from the container's ID and bundle, not from how far the record
+// got.
 func (m *Manager) cleanupContainer(ctx context.Context, sb *Sandbox, c *Container) error {
 	var errs []error
 	if sb != nil {
@@ -247,18 +260,36 @@ func (m *Manager) cleanupContainer(ctx context.Context, sb *Sandbox, c *Containe
 	if err := removeContainerCgroup(ctx, c.Cgroup); err != nil {
 		errs = append(errs, err)
 	}
+	volumesMounted := false
 	if c.Dir != "" {
 		rootfs := filepath.Join(c.Dir, "rootfs")
 		if err := mount.UnmountAll(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("unmount the rootfs of container %s: %w", c.ID, err))
 		}
+		if err := unmountImageVolumes(c.Dir); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", c.ID, err))
+			volumesMounted = true
+		}
 	}
 	if err := m.opts.Rootfs.RemoveRootfs(ctx, c.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if len(errs) == 0 && c.Dir != "" {
-		if err := os.RemoveAll(c.Dir); err != nil {
-			errs = append(errs, fmt.Errorf("remove container dir: %w", err))
+	// Their layers must stay while a view of them may still be mounted.
+	if !volumesMounted {
+		if err := m.opts.Rootfs.RemoveImageVolumes(ctx, c.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) == 0 {
+		if c.Dir != "" {
+			if err := os.RemoveAll(c.Dir); err != nil {
+				errs = append(errs, fmt.Errorf("remove container dir: %w", err))
+			}
+		}
+		if c.ID != "" {
+			if err := os.RemoveAll(m.volumesDir(c.ID)); err != nil {
+				errs = append(errs, fmt.Errorf("remove the volumes of container %s: %w", c.ID, err))
+			}
 		}
 	}
 	return errors.Join(errs...)

@@ -17,6 +17,12 @@ type Rootfs interface {
 	PrepareRootfs(ctx context.Context, containerID, imageRefOrID string) ([]mount.Mount, error)
 	// RemoveRootfs deletes the snapshot; a missing one is success.
 	RemoveRootfs(ctx context.Context, containerID string) error
+	// PrepareImageVolume creates a read-only view of an image for the
+	// container's n-th mount (an image volume) and returns how to mount it.
+	PrepareImageVolume(ctx context.Context, containerID string, n int, imageRefOrID string) ([]mount.Mount, error)
+	// RemoveImageVolumes deletes the container's image-volume views, which
+	// must be unmounted; none is success.
+	RemoveImageVolumes(ctx context.Context, containerID string) error
 	// RootfsUsage is the writable layer's size in bytes and inodes.
 	RootfsUsage(ctx context.Context, containerID string) (bytes, inodes uint64, err error)
 	// SnapshotDir is where the writable layers live (for filesystem stats).

@@ -31,6 +31,10 @@ type Input struct {
 	// ImageName is the image as the user named it (for the
 	// io.kubernetes.cri.image-name annotation); "" leaves it out.
 	ImageName string
+	// Volumes are the image's VOLUMEs that no CRI mount covers, as host
+	// directories the caller made (containerd's volumeMounts): bind-mounted
+	// read-write like the pod's files.
+	Volumes []Mount
 }
 
 // Defaults are the runtime's node-wide settings.
@@ -122,9 +126,16 @@ type Mount struct {
 	Propagation       Propagation
 	UIDMappings       []IDMapping
 	GIDMappings       []IDMapping
-	// Image, when set, names an image whose rootfs is mounted (image
-	// volume); HostPath then is the caller's read-only mount of it.
+	// Image, when set, names an image whose rootfs is mounted (an image
+	// volume, always read-only): the image as the CRI named it. The caller
+	// mounts a read-only view of the image and sets HostPath to it (or to
+	// ImageSubPath inside it) before Generate.
 	Image string
+	// ImageID is the ID of Image, resolved when the container was created.
+	ImageID string
+	// ImageSubPath is the directory of the image mounted instead of its
+	// root ("" for the root).
+	ImageSubPath string
 }
 
 // IDMapping maps a range of IDs.

@@ -25,7 +25,8 @@ const (
 // bindReq is a bind mount to make: a CRI mount or one of the pod's files.
 type bindReq struct {
 	Mount
-	// pod marks one of the pod's files (containerd's "extra" mounts).
+	// pod marks one of the pod's files or image volumes (containerd's
+	// "extra" mounts).
 	pod bool
 }
 
@@ -113,7 +114,8 @@ func (g *Generator) defaultMounts(t *template, privileged bool, ns []specs.Linux
 }
 
 // bindRequests checks the CRI mounts and adds the pod's files that no CRI
-// mount replaces.
+// mount replaces, then the image's volumes (containerd's extra mounts:
+// pod files, then volumes; the caller left out volumes a CRI mount covers).
 func bindRequests(in Input) ([]bindReq, error) {
 	var binds []bindReq
 	for _, m := range in.Container.Mounts {
@@ -156,6 +158,13 @@ func bindRequests(in Input) ([]bindReq, error) {
 			pod:   true,
 		})
 	}
+	for _, v := range in.Volumes {
+		if !filepath.IsAbs(v.ContainerPath) || !filepath.IsAbs(v.HostPath) {
+			return nil, invalidf("image volume %q: host directory %q: both paths must be absolute", v.ContainerPath, v.HostPath)
+		}
+		v.ContainerPath = filepath.Clean(v.ContainerPath)
+		binds = append(binds, bindReq{Mount: v, pod: true})
+	}
 	return binds, nil
 }
 
@@ -164,11 +173,17 @@ func checkMount(m Mount) error {
 	if !filepath.IsAbs(m.ContainerPath) {
 		return invalidf("mount container_path %q must be an absolute path", m.ContainerPath)
 	}
-	if m.Image != "" {
-		return notImplementedf("mount %q: image volumes (image %q) are not supported yet", m.ContainerPath, m.Image)
-	}
 	if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
 		return notImplementedf("mount %q: ID-mapped mounts need user namespaces, which are not supported yet", m.ContainerPath)
+	}
+	if m.Image != "" {
+		// The caller mounts the image and points HostPath at it.
+		if m.HostPath == "" {
+			return invalidf("mount %q: image volume of image %q was not prepared (no host path)", m.ContainerPath, m.Image)
+		}
+		if !m.Readonly {
+			return invalidf("mount %q: image volumes are read-only (image %q)", m.ContainerPath, m.Image)
+		}
 	}
 	if !filepath.IsAbs(m.HostPath) {
 		return invalidf("mount %q: host_path %q must be an absolute path", m.ContainerPath, m.HostPath)

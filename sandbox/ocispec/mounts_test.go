@@ -175,6 +175,37 @@ func TestCRIMountsOrderAndReplacement(t *testing.T) {
 	}
 }
 
+// An image volume is a read-only bind of the view the caller mounted;
+// the image's VOLUMEs are read-write binds of the caller's directories,
+// after the pod's files of their depth, also with a read-only rootfs.
+func TestImageVolumeAndVolumeMounts(t *testing.T) {
+	g, _ := newTestGenerator(t, Defaults{})
+	in := baseInput(t)
+	podFiles(t, &in)
+	view, vol := hostDir(t), hostDir(t)
+	in.Container.Security.ReadonlyRootfs = true
+	in.Container.Mounts = []Mount{{ContainerPath: "/data", HostPath: view, Readonly: true, Image: "example.com/data:1", ImageID: "sha256:abc"}}
+	in.Volumes = []Mount{{ContainerPath: "/vol/", HostPath: vol, SELinuxRelabel: true}}
+	s := mustGenerate(t, g, in).Spec
+	want := []string{
+		"/proc", "/dev", "/dev/pts", "/dev/mqueue", "/sys", "/sys/fs/cgroup",
+		"/data", "/vol", "/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev/shm",
+	}
+	if got := destinations(s); !slices.Equal(got, want) {
+		t.Fatalf("mounts = %v\nwant     %v", got, want)
+	}
+	if m, _ := findMount(s, "/data"); m.Type != "bind" || m.Source != view || !slices.Equal(m.Options, []string{"rbind", "rprivate", "ro"}) {
+		t.Errorf("image volume = %+v, want a read-only bind of %q", m, view)
+	}
+	if m, _ := findMount(s, "/vol"); m.Type != "bind" || m.Source != vol || !slices.Equal(m.Options, []string{"rbind", "rprivate", "rw"}) {
+		t.Errorf("image VOLUME = %+v, want a read-write bind of %q", m, vol)
+	}
+
+	in.Volumes = []Mount{{ContainerPath: "vol", HostPath: vol}}
+	_, err := g.Generate(in)
+	wantErr(t, err, isInvalid, `"vol"`, "absolute")
+}
+
 func TestBindMountOptions(t *testing.T) {
 	g, _ := newTestGenerator(t, Defaults{})
 	src := hostDir(t)
@@ -219,7 +250,8 @@ func TestBindMountErrors(t *testing.T) {
 		{name: "rro without ro", m: Mount{ContainerPath: "/d", HostPath: src, RecursiveReadonly: true}, class: isInvalid, words: []string{"recursive read-only"}},
 		{name: "rro with rslave", m: Mount{ContainerPath: "/d", HostPath: src, Readonly: true, RecursiveReadonly: true, Propagation: PropagationHostToCtr}, class: isInvalid, words: []string{"private propagation"}},
 		{name: "bad propagation", m: Mount{ContainerPath: "/d", HostPath: src, Propagation: 9}, class: isInvalid, words: []string{"propagation 9"}},
-		{name: "image volume", m: Mount{ContainerPath: "/d", HostPath: src, Image: "busybox"}, class: isNotImplemented, words: []string{"image volumes"}},
+		{name: "image volume not prepared", m: Mount{ContainerPath: "/d", Image: "busybox", Readonly: true}, class: isInvalid, words: []string{"image volume", `"busybox"`, "not prepared"}},
+		{name: "writable image volume", m: Mount{ContainerPath: "/d", HostPath: src, Image: "busybox"}, class: isInvalid, words: []string{"image volumes are read-only"}},
 		{name: "id-mapped mount", m: Mount{ContainerPath: "/d", HostPath: src, UIDMappings: []IDMapping{{0, 1000, 1}}}, class: isNotImplemented, words: []string{"user namespaces"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
