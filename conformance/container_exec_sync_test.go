@@ -112,6 +112,7 @@ func TestExecSyncTimeoutKillsTheProcess(t *testing.T) {
 			NamespaceOptions: &runtimeapi.NamespaceOption{Pid: runtimeapi.NamespaceMode_CONTAINER},
 		}
 	})
+	before, _ := daemonHolds(t, e)
 	_, err := e.execSync(t, id, 1, "sleep", "577")
 	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("ExecSync past its timeout = %v, want DeadlineExceeded saying it timed out", err)
@@ -119,6 +120,7 @@ func TestExecSyncTimeoutKillsTheProcess(t *testing.T) {
 	if ps := e.mustExecSync(t, id, "ps", "-o", "args"); strings.Contains(ps, "sleep 577") {
 		t.Fatalf("the timed out process still runs:\n%s", ps)
 	}
+	expectNoLeak(t, e, before)
 }
 
 func TestExecSyncErrors(t *testing.T) {
@@ -182,8 +184,10 @@ func TestExecSyncEndsWhenTheContainerStops(t *testing.T) {
 	waitFor(t, func() bool {
 		return strings.Contains(e.mustExecSync(t, id, "ps", "-o", "args"), "sleep 600")
 	})
+	before, _ := daemonHolds(t, e)
 	e.stop(t, id)
 	wg.Wait()
+	expectNoLeak(t, e, before)
 	if err == nil && resp.ExitCode == 0 {
 		t.Fatalf("an exec whose container was stopped ended with exit 0")
 	}

@@ -190,7 +190,7 @@ func (x *runningExec) run(ctx context.Context, ctrExited <-chan struct{}, log *s
 		}
 		r = <-waited
 	}
-	x.drain(&copiers)
+	x.drain(&copiers, log)
 	x.closeAll()
 	if r.err != nil {
 		return -1, fmt.Errorf("exec: wait for the process: %w", r.err)
@@ -258,8 +258,11 @@ func setTerminalSize(f *os.File, sz TerminalSize) error {
 }
 
 // drain waits for the output copiers, at most execDrainTimeout; past it the
-// outputs are closed, which ends the copiers.
-func (x *runningExec) drain(copiers *sync.WaitGroup) {
+// outputs are closed, which ends copiers waiting for output. A copier
+// blocked writing to a client that does not read is given as long again,
+// then left behind: it ends when the streaming server closes the stream,
+// which it does once the exec returned.
+func (x *runningExec) drain(copiers *sync.WaitGroup, log *slog.Logger) {
 	copied := make(chan struct{})
 	go func() {
 		copiers.Wait()
@@ -275,7 +278,12 @@ func (x *runningExec) drain(copiers *sync.WaitGroup) {
 	for _, f := range x.outputs {
 		_ = f.Close()
 	}
-	<-copied
+	t.Reset(execDrainTimeout)
+	select {
+	case <-copied:
+	case <-t.C:
+		log.Debug("exec output is still being written to a slow client; ending the exec without it")
+	}
 }
 
 // closeAll releases the daemon's ends (closing one twice is harmless).
