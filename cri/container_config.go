@@ -168,15 +168,8 @@ func toSecurityContext(sc *runtimeapi.LinuxContainerSecurityContext) (ocispec.Se
 	if out.AppArmor, err = toProfile("apparmor", sc.GetApparmor(), sc.GetApparmorProfile()); err != nil {
 		return out, "", err
 	}
-	if u := ns.GetUsernsOptions(); u != nil && u.GetMode() == runtimeapi.NamespaceMode_POD {
-		userNS := &ocispec.UserNamespace{}
-		for _, id := range u.GetUids() {
-			userNS.UIDs = append(userNS.UIDs, ocispec.IDMapping{ContainerID: id.ContainerId, HostID: id.HostId, Length: id.Length})
-		}
-		for _, id := range u.GetGids() {
-			userNS.GIDs = append(userNS.GIDs, ocispec.IDMapping{ContainerID: id.ContainerId, HostID: id.HostId, Length: id.Length})
-		}
-		out.UserNS = userNS
+	if out.UserNS, err = toUserNS(ns.GetUsernsOptions()); err != nil {
+		return out, "", err
 	}
 	target := ""
 	if ns.GetPid() == runtimeapi.NamespaceMode_TARGET {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/berth-runtime/berth/network"
 	"github.com/berth-runtime/berth/sandbox"
+	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -47,6 +48,14 @@ func toSandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 		Overhead:       toResources(c.GetLinux().GetOverhead()),
 		RuntimeHandler: handler,
 	}
+	userNS, err := toUserNS(nsOpts.GetUsernsOptions())
+	if err != nil {
+		return cfg, err
+	}
+	if userNS != nil && (cfg.HostNetwork || cfg.HostPID || cfg.HostIPC) {
+		return cfg, fmt.Errorf("%w: a pod in a user namespace (hostUsers: false) cannot use the host's network, PID or IPC namespace", errdefs.ErrInvalidArgument)
+	}
+	cfg.UserNS = userNS
 	if c.GetLinux().GetSecurityContext().GetSupplementalGroupsPolicy() == runtimeapi.SupplementalGroupsPolicy_Strict {
 		cfg.SupplementalGroupsPolicy = "Strict"
 	}
@@ -89,4 +98,34 @@ func toResources(r *runtimeapi.LinuxContainerResources) *sandbox.Resources {
 		out.HugepageLimits[h.PageSize] = h.Limit
 	}
 	return out
+}
+
+// toUserNS translates the CRI's user namespace option: NODE (the default)
+// is the host's users (nil); POD a namespace of the pod's with the given
+// mappings. CONTAINER and TARGET are not defined for user namespaces.
+func toUserNS(u *runtimeapi.UserNamespace) (*ocispec.UserNamespace, error) {
+	if u == nil { // not POD, whatever GetMode's zero value says
+		return nil, nil
+	}
+	switch u.GetMode() {
+	case runtimeapi.NamespaceMode_NODE:
+		if len(u.GetUids()) > 0 || len(u.GetGids()) > 0 {
+			return nil, fmt.Errorf("%w: userns_options: mode NODE takes no ID mappings", errdefs.ErrInvalidArgument)
+		}
+		return nil, nil
+	case runtimeapi.NamespaceMode_POD:
+	default:
+		return nil, fmt.Errorf("%w: userns_options: mode %s is not supported for user namespaces: use POD or NODE", errdefs.ErrInvalidArgument, u.GetMode())
+	}
+	out := &ocispec.UserNamespace{}
+	for _, id := range u.GetUids() {
+		out.UIDs = append(out.UIDs, ocispec.IDMapping{ContainerID: id.ContainerId, HostID: id.HostId, Length: id.Length})
+	}
+	for _, id := range u.GetGids() {
+		out.GIDs = append(out.GIDs, ocispec.IDMapping{ContainerID: id.ContainerId, HostID: id.HostId, Length: id.Length})
+	}
+	if err := sandbox.ValidateUserNamespace(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berth-runtime/berth/sandbox"
+	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/errdefs"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -71,9 +72,10 @@ func toSandboxStatus(sb sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
 		CreatedAt: sb.CreatedAt.UnixNano(),
 		Network:   &runtimeapi.PodSandboxNetworkStatus{},
 		Linux: &runtimeapi.LinuxPodSandboxStatus{Namespaces: &runtimeapi.Namespace{Options: &runtimeapi.NamespaceOption{
-			Network: nsMode(sb.Config.HostNetwork),
-			Pid:     pidMode(sb.Config),
-			Ipc:     nsMode(sb.Config.HostIPC),
+			Network:       nsMode(sb.Config.HostNetwork),
+			Pid:           pidMode(sb.Config),
+			Ipc:           nsMode(sb.Config.HostIPC),
+			UsernsOptions: toCRIUserNS(sb.Config.UserNS),
 		}}},
 		Labels:         sb.Config.Labels,
 		Annotations:    sb.Config.Annotations,
@@ -87,4 +89,19 @@ func toSandboxStatus(sb sandbox.Sandbox) *runtimeapi.PodSandboxStatus {
 		}
 	}
 	return st
+}
+
+// toCRIUserNS reports a pod's user namespace as the CRI asked for it.
+func toCRIUserNS(u *ocispec.UserNamespace) *runtimeapi.UserNamespace {
+	if u == nil {
+		return &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_NODE}
+	}
+	out := &runtimeapi.UserNamespace{Mode: runtimeapi.NamespaceMode_POD}
+	for _, r := range u.UIDs {
+		out.Uids = append(out.Uids, &runtimeapi.IDMapping{ContainerId: r.ContainerID, HostId: r.HostID, Length: r.Length})
+	}
+	for _, r := range u.GIDs {
+		out.Gids = append(out.Gids, &runtimeapi.IDMapping{ContainerId: r.ContainerID, HostId: r.HostID, Length: r.Length})
+	}
+	return out
 }

@@ -43,6 +43,9 @@ type Server struct {
 	monitorBinary string
 	// recursiveReadOnly: the kernel can make mounts recursively read-only.
 	recursiveReadOnly bool
+	// userNamespaces: the kernel lets pods have user namespaces, with their
+	// rootfs on ID-mapped overlay layers.
+	userNamespaces bool
 	// stream serves the URLs of Exec, Attach and PortForward.
 	stream *streamServer
 }
@@ -123,6 +126,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		stream:        stream,
 
 		recursiveReadOnly: kernelHasMountSetattr(),
+		userNamespaces:    hostSupportsUserNamespaces(),
 	}, nil
 }
 

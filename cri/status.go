@@ -7,6 +7,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/containerd/containerd/v2/plugins/snapshots/overlay/overlayutils"
 	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
@@ -47,11 +48,12 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 }
 
 // runtimeHandlers lists the default handler ("") and the configured ones.
-// Recursive read-only mounts are advertised where the kernel has
-// mount_setattr (runc's "rro"); user namespaces are not (berth refuses them).
+// Recursive read-only mounts and user namespaces are advertised where the
+// kernel has mount_setattr (runc's "rro"; ID-mapped mounts for the rootfs
+// of a pod in a user namespace).
 func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 	features := func() *runtimeapi.RuntimeHandlerFeatures {
-		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: s.recursiveReadOnly}
+		return &runtimeapi.RuntimeHandlerFeatures{RecursiveReadOnlyMounts: s.recursiveReadOnly, UserNamespaces: s.userNamespaces}
 	}
 	out := []*runtimeapi.RuntimeHandler{{Name: "", Features: features()}}
 	for _, h := range s.cfg.Runtime.Handlers {
@@ -66,6 +68,18 @@ func (s *Server) runtimeHandlers() []*runtimeapi.RuntimeHandler {
 func kernelHasMountSetattr() bool {
 	err := unix.MountSetattr(-1, "", 0, &unix.MountAttr{})
 	return !errors.Is(err, unix.ENOSYS)
+}
+
+// hostSupportsUserNamespaces tells whether pods may get user namespaces:
+// the kernel allows them (user.max_user_namespaces) and can mount overlayfs
+// on ID-mapped layers (Linux 5.19, or a backport containerd's check finds).
+func hostSupportsUserNamespaces() bool {
+	b, err := os.ReadFile("/proc/sys/user/max_user_namespaces")
+	if err != nil || strings.TrimSpace(string(b)) == "0" {
+		return false
+	}
+	ok, err := overlayutils.SupportsIDMappedMounts()
+	return ok && err == nil
 }
 
 // runtimeCondition checks that the root and state directories are still

@@ -6,6 +6,7 @@ import (
 
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/mount"
+	"github.com/containerd/containerd/v2/core/snapshots"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/errdefs"
 )
@@ -20,7 +21,13 @@ func rootfsKey(containerID string) string { return "container/" + containerID }
 // image's layers and returns the mounts for it. The snapshot belongs to a
 // lease named after the container, so removing the image while the container
 // exists keeps the layers it runs on; RemoveRootfs releases them.
-func (s *Store) PrepareRootfs(ctx context.Context, containerID, imageRefOrID string) ([]mount.Mount, error) {
+//
+// For a container in a user namespace, uidMap and gidMap are its ID
+// mappings ("containerID:hostID:length[,...]", containerd's snapshot
+// labels): the mounts then carry them, so that mount.All mounts the overlay
+// on ID-mapped layers, and the writable layer is owned by the mapped root,
+// as containerd's overlay snapshotter does it. Empty means no mapping.
+func (s *Store) PrepareRootfs(ctx context.Context, containerID, imageRefOrID, uidMap, gidMap string) ([]mount.Mount, error) {
 	if containerID == "" {
 		return nil, fmt.Errorf("%w: container ID is empty", errdefs.ErrInvalidArgument)
 	}
@@ -33,7 +40,17 @@ func (s *Store) PrepareRootfs(ctx context.Context, containerID, imageRefOrID str
 	if err != nil {
 		return nil, fmt.Errorf("rootfs of container %s: %w", containerID, err)
 	}
-	mounts, err := s.snapshotter.Prepare(leases.WithLease(ctx, lease.ID), rootfsKey(containerID), img.ChainID)
+	var opts []snapshots.Opt
+	if uidMap != "" || gidMap != "" {
+		if uidMap == "" || gidMap == "" {
+			return nil, fmt.Errorf("%w: rootfs of container %s: both a UID and a GID mapping are needed", errdefs.ErrInvalidArgument, containerID)
+		}
+		opts = append(opts, snapshots.WithLabels(map[string]string{
+			snapshots.LabelSnapshotUIDMapping: uidMap,
+			snapshots.LabelSnapshotGIDMapping: gidMap,
+		}))
+	}
+	mounts, err := s.snapshotter.Prepare(leases.WithLease(ctx, lease.ID), rootfsKey(containerID), img.ChainID, opts...)
 	if err != nil {
 		_ = s.leases.Delete(context.WithoutCancel(ctx), lease)
 		return nil, fmt.Errorf("rootfs of container %s from image %s: %w", containerID, img.ID, err)

@@ -22,10 +22,10 @@ func TestRootfsSurvivesImageRemoval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PrepareRootfs(ctx, "c1", ref); err != nil {
+	if _, err := s.PrepareRootfs(ctx, "c1", ref, "", ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.PrepareRootfs(ctx, "c1", ref); err == nil {
+	if _, err := s.PrepareRootfs(ctx, "c1", ref, "", ""); err == nil {
 		t.Fatal("a second rootfs for the same container was created")
 	}
 	if err := s.Remove(ctx, img.ID); err != nil {

@@ -94,7 +94,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open content store: %w", err)
 	}
-	sn, err := overlay.NewSnapshotter(filepath.Join(opts.Dir, "snapshots", Snapshotter))
+	// WithRemapIDs: a snapshot labelled with ID mappings (a container in a
+	// user namespace) is mounted on ID-mapped layers.
+	sn, err := overlay.NewSnapshotter(filepath.Join(opts.Dir, "snapshots", Snapshotter), overlay.WithRemapIDs)
 	if err != nil {
 		return nil, fmt.Errorf("open overlay snapshotter: %w", err)
 	}

@@ -107,7 +107,10 @@ func (m *Manager) createContainer(ctx context.Context, sb *Sandbox, e *container
 	if err := m.saveContainer(e); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(c.Dir, "rootfs"), 0o700); err != nil {
+	// 0711: the root of a container in a user namespace is an unprivileged
+	// host user that must reach its rootfs (the mount hides the mode of
+	// the rootfs directory itself).
+	if err := os.MkdirAll(filepath.Join(c.Dir, "rootfs"), 0o711); err != nil {
 		return fmt.Errorf("container dir: %w", err)
 	}
 	if c.LogPath != "" {
@@ -116,7 +119,11 @@ func (m *Manager) createContainer(ctx context.Context, sb *Sandbox, e *container
 		}
 	}
 	start := time.Now()
-	mounts, err := m.opts.Rootfs.PrepareRootfs(ctx, c.ID, imageRef(c.Config.Image))
+	var uidMap, gidMap string
+	if u := sb.Config.UserNS; u != nil {
+		uidMap, gidMap = idMapLabel(u.UIDs), idMapLabel(u.GIDs)
+	}
+	mounts, err := m.opts.Rootfs.PrepareRootfs(ctx, c.ID, imageRef(c.Config.Image), uidMap, gidMap)
 	if err != nil {
 		return err
 	}
@@ -128,7 +135,7 @@ func (m *Manager) createContainer(ctx context.Context, sb *Sandbox, e *container
 	if err != nil {
 		return err
 	}
-	volumes, err := m.makeVolumes(c, rootfs, ctrMounts)
+	volumes, err := m.makeVolumes(c, rootfs, ctrMounts, sb.Config.UserNS)
 	if err != nil {
 		return err
 	}
@@ -217,6 +224,9 @@ func (m *Manager) specInput(sb *Sandbox, c *Container, rootfs string) ocispec.In
 	}
 	if sb.PIDHolder != nil {
 		pod.PIDNS = sb.PIDHolder.Pin
+	}
+	if cfg.UserNS != nil {
+		pod.UserNS, pod.UserNSMappings = sb.Namespaces.User, cfg.UserNS
 	}
 	if p := c.Config.SupplementalGroupsPolicy; p != "" {
 		pod.SupplementalGroupsPolicy = p

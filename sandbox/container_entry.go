@@ -13,8 +13,9 @@ import (
 // Rootfs makes and removes containers' writable layers (image.Store).
 type Rootfs interface {
 	// PrepareRootfs creates the container's writable snapshot on the image
-	// and returns how to mount it.
-	PrepareRootfs(ctx context.Context, containerID, imageRefOrID string) ([]mount.Mount, error)
+	// and returns how to mount it; uidMap and gidMap ("0:100000:65536"),
+	// when set, ID-map it for a container in a user namespace.
+	PrepareRootfs(ctx context.Context, containerID, imageRefOrID, uidMap, gidMap string) ([]mount.Mount, error)
 	// RemoveRootfs deletes the snapshot; a missing one is success.
 	RemoveRootfs(ctx context.Context, containerID string) error
 	// PrepareImageVolume creates a read-only view of an image for the

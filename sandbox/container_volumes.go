@@ -123,7 +123,11 @@ func imageSubPath(root, sub string) (string, error) {
 // (containerd's volumeMounts and WithVolumes: ownership, modes, times and
 // xattrs are kept), and returns the bind mounts for them. rootfs is the
 // container's mounted rootfs, still as the image made it.
-func (m *Manager) makeVolumes(c *Container, rootfs string, criMounts []ocispec.Mount) ([]ocispec.Mount, error) {
+//
+// In a user namespace the rootfs shows the image's files ID-mapped, so the
+// copies are owned by the mapped users; a VOLUME the image has no content
+// for is given to the mapped root, as the image's root owns it elsewhere.
+func (m *Manager) makeVolumes(c *Container, rootfs string, criMounts []ocispec.Mount, userNS *ocispec.UserNamespace) ([]ocispec.Mount, error) {
 	dsts := volumePaths(c.Config.Image.Config.Volumes, criMounts)
 	if len(dsts) == 0 {
 		return nil, nil
@@ -140,6 +144,11 @@ func (m *Manager) makeVolumes(c *Container, rootfs string, criMounts []ocispec.M
 		host := filepath.Join(base, strconv.Itoa(i))
 		if err := os.Mkdir(host, 0o755); err != nil {
 			return nil, fmt.Errorf("create the directory of VOLUME %q: %w", dst, err)
+		}
+		if userNS != nil {
+			if err := os.Lchown(host, int(mappedRoot(userNS.UIDs)), int(mappedRoot(userNS.GIDs))); err != nil {
+				return nil, fmt.Errorf("give the directory of VOLUME %q to the container's root: %w", dst, err)
+			}
 		}
 		if err := copyImageContent(rootfs, dst, host); err != nil {
 			return nil, err

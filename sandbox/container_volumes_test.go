@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/errdefs"
+	"golang.org/x/sys/unix"
 )
 
 func TestVolumePaths(t *testing.T) {
@@ -151,7 +152,7 @@ func TestMakeVolumes(t *testing.T) {
 	}
 	c := &Container{ID: "c1"}
 	c.Config.Image.Config.Volumes = map[string]struct{}{"/var/lib/db": {}, "/cache": {}, "/covered": {}}
-	got, err := m.makeVolumes(c, rootfs, []ocispec.Mount{{ContainerPath: "/covered/", HostPath: "/h"}})
+	got, err := m.makeVolumes(c, rootfs, []ocispec.Mount{{ContainerPath: "/covered/", HostPath: "/h"}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestMakeVolumes(t *testing.T) {
 		t.Fatalf("/cache, absent from the image: %v, %v", entries, err)
 	}
 
-	if got, err := m.makeVolumes(&Container{ID: "c2"}, rootfs, nil); err != nil || got != nil {
+	if got, err := m.makeVolumes(&Container{ID: "c2"}, rootfs, nil, nil); err != nil || got != nil {
 		t.Fatalf("an image without VOLUMEs: %v, %v", got, err)
 	}
 	if _, err := os.Stat(m.volumesDir("c2")); !os.IsNotExist(err) {
@@ -180,7 +181,33 @@ func TestMakeVolumes(t *testing.T) {
 	}
 	root := &Container{ID: "c3"}
 	root.Config.Image.Config.Volumes = map[string]struct{}{"/": {}}
-	if _, err := m.makeVolumes(root, rootfs, nil); !errdefs.IsInvalidArgument(err) {
+	if _, err := m.makeVolumes(root, rootfs, nil, nil); !errdefs.IsInvalidArgument(err) {
 		t.Fatalf("VOLUME /: %v, want InvalidArgument", err)
+	}
+}
+
+// In a user namespace a VOLUME the image has nothing at belongs to the
+// container's root, mapped.
+func TestMakeVolumesInUserNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("chown needs root")
+	}
+	m := &Manager{opts: Options{Root: t.TempDir()}}
+	c := &Container{ID: "c1"}
+	c.Config.Image.Config.Volumes = map[string]struct{}{"/cache": {}}
+	userNS := &ocispec.UserNamespace{
+		UIDs: []ocispec.IDMapping{{ContainerID: 0, HostID: 100000, Length: 65536}},
+		GIDs: []ocispec.IDMapping{{ContainerID: 0, HostID: 200000, Length: 65536}},
+	}
+	got, err := m.makeVolumes(c, t.TempDir(), nil, userNS)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("volumes %v, %v", got, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(got[0].HostPath, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Uid != 100000 || st.Gid != 200000 {
+		t.Fatalf("VOLUME directory owned by %d:%d, want the mapped root 100000:200000", st.Uid, st.Gid)
 	}
 }

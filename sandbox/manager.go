@@ -217,6 +217,15 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 		return nil, err
 	}
 	sb.Cgroup = cg.State()
+	if cfg.UserNS != nil {
+		if err := m.createUserNamespaces(ctx, sb, cg, ipcSysctls); err != nil {
+			return nil, err
+		}
+		if err := m.setupNetwork(ctx, sb, netSysctls, false); err != nil {
+			return nil, err
+		}
+		return m.finishCreate(ctx, sb, log)
+	}
 	if cfg.SharedPID && !cfg.HostPID {
 		bin := append([]string{m.opts.MonitorBinary}, m.opts.MonitorArgs...)
 		holder, err := startHolder(ctx, bin, sb.Dir, cg)
@@ -238,10 +247,16 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 	}
 	sb.Namespaces = pinned
 	if !cfg.HostNetwork {
-		if err := m.setupNetwork(ctx, sb, netSysctls); err != nil {
+		if err := m.setupNetwork(ctx, sb, netSysctls, true); err != nil {
 			return nil, err
 		}
 	}
+	return m.finishCreate(ctx, sb, log)
+}
+
+// finishCreate writes the pod's files and records the sandbox ready.
+func (m *Manager) finishCreate(ctx context.Context, sb *Sandbox, log *slog.Logger) (*Sandbox, error) {
+	cfg := sb.Config
 	files, err := WritePodFiles(sb.Dir, PodFilesOptions{
 		Hostname: cfg.Hostname, DNS: cfg.DNS, IPs: sb.IPs, HostNetwork: cfg.HostNetwork,
 		HostIPC: cfg.HostIPC, ShmSize: m.opts.ShmSize,
@@ -261,23 +276,26 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 	return sb, nil
 }
 
-// setupNetwork pins a network namespace, brings up loopback, applies the
+// setupNetwork pins a network namespace (unless pin is false: a pod in a
+// user namespace has one pinned already), brings up loopback, applies the
 // net.* sysctls and runs CNI ADD, recording the pod's IPs.
-func (m *Manager) setupNetwork(ctx context.Context, sb *Sandbox, sysctls map[string]string) error {
-	pin := filepath.Join(sb.Dir, "netns")
-	if err := network.CreateNetNS(pin); err != nil {
+func (m *Manager) setupNetwork(ctx context.Context, sb *Sandbox, sysctls map[string]string, pin bool) error {
+	if pin {
+		path := filepath.Join(sb.Dir, "netns")
+		if err := network.CreateNetNS(path); err != nil {
+			return err
+		}
+		sb.NetNS = path
+		// Saved now: if berth dies during CNI ADD, the restart must know
+		// the netns (and so run CNI DEL for it) to release any IP it got.
+		if err := m.records.save(sb); err != nil {
+			return err
+		}
+	}
+	if err := network.BringUpLoopback(sb.NetNS); err != nil {
 		return err
 	}
-	sb.NetNS = pin
-	// Saved now: if berth dies during CNI ADD, the restart must know the
-	// netns (and so run CNI DEL for it) to release any IP it got.
-	if err := m.records.save(sb); err != nil {
-		return err
-	}
-	if err := network.BringUpLoopback(pin); err != nil {
-		return err
-	}
-	if err := network.ApplySysctls(pin, sysctls); err != nil {
+	if err := network.ApplySysctls(sb.NetNS, sysctls); err != nil {
 		return err
 	}
 	res, err := m.opts.Network.Setup(ctx, m.attachment(sb))

@@ -38,13 +38,16 @@ type NamespaceOptions struct {
 type Pinned struct {
 	IPC string `json:"ipc,omitempty"`
 	UTS string `json:"uts,omitempty"`
+	// User is the pod's user namespace (hostUsers: false), which owns the
+	// others; "" for a pod in the host's.
+	User string `json:"user,omitempty"`
 }
 
 // PinPaths returns the pin paths CreatePinnedNamespaces uses in dir, so a
 // teardown after a crash that lost the returned Pinned can still find and
 // remove them (RemovePinnedNamespaces treats missing pins as removed).
 func PinPaths(dir string) Pinned {
-	return Pinned{IPC: filepath.Join(dir, "ipc"), UTS: filepath.Join(dir, "uts")}
+	return Pinned{IPC: filepath.Join(dir, "ipc"), UTS: filepath.Join(dir, "uts"), User: filepath.Join(dir, "user")}
 }
 
 // CreatePinnedNamespaces creates the pod's IPC and UTS namespaces as asked,
@@ -201,7 +204,7 @@ func createPinFile(path string) error {
 // not exist count as removed, so teardown can be repeated.
 func RemovePinnedNamespaces(p Pinned) error {
 	var errs []error
-	for _, pin := range []string{p.IPC, p.UTS} {
+	for _, pin := range []string{p.IPC, p.UTS, p.User} {
 		if pin == "" {
 			continue
 		}

@@ -121,8 +121,8 @@ func TestCreatePinnedNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = RemovePinnedNamespaces(p) })
-	if p != PinPaths(dir) {
-		t.Fatalf("Pinned = %+v, want %+v", p, PinPaths(dir))
+	if want := (Pinned{IPC: PinPaths(dir).IPC, UTS: PinPaths(dir).UTS}); p != want {
+		t.Fatalf("Pinned = %+v, want %+v", p, want)
 	}
 	for _, pin := range []string{p.IPC, p.UTS} {
 		var st unix.Statfs_t

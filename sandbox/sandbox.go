@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/berth-runtime/berth/sandbox/ocispec"
+
 	"github.com/berth-runtime/berth/network"
 )
 
@@ -44,11 +46,14 @@ type Config struct {
 	HostPID      bool                  `json:"host_pid,omitempty"`
 	// SharedPID: one PID namespace for the whole pod (pid: POD), held by
 	// a holder process; otherwise each container gets its own.
-	SharedPID bool              `json:"shared_pid,omitempty"`
-	HostIPC   bool              `json:"host_ipc,omitempty"`
-	Sysctls   map[string]string `json:"sysctls,omitempty"`
-	Resources *Resources        `json:"resources,omitempty"`
-	Overhead  *Resources        `json:"overhead,omitempty"`
+	SharedPID bool `json:"shared_pid,omitempty"`
+	// UserNS, when set, puts the pod in a user namespace of its own with
+	// these ID mappings (hostUsers: false); nil keeps the host's users.
+	UserNS    *ocispec.UserNamespace `json:"user_ns,omitempty"`
+	HostIPC   bool                   `json:"host_ipc,omitempty"`
+	Sysctls   map[string]string      `json:"sysctls,omitempty"`
+	Resources *Resources             `json:"resources,omitempty"`
+	Overhead  *Resources             `json:"overhead,omitempty"`
 	// SupplementalGroupsPolicy: "" or "Merge" adds the image's groups of
 	// the user to the requested ones; "Strict" uses the requested only.
 	SupplementalGroupsPolicy string `json:"supplemental_groups_policy,omitempty"`

@@ -163,6 +163,14 @@ func LaunchDaemon(t testing.TB, opts DaemonOptions) (*Daemon, error) {
 	t.Helper()
 	bin := BerthBinary(t)
 	dir := t.TempDir()
+	// The root of a pod in a user namespace is an unprivileged host user:
+	// it must be able to search the path down to its rootfs, as under
+	// /run/berth (0711) on a node. t.TempDir makes both levels 0700.
+	for _, p := range []string{dir, filepath.Dir(dir)} {
+		if err := os.Chmod(p, 0o711); err != nil {
+			return nil, err
+		}
+	}
 	d := &Daemon{
 		Socket:            opts.Socket,
 		Root:              opts.Root,

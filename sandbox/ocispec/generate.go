@@ -62,8 +62,7 @@ func NewGenerator(d Defaults) *Generator {
 // Generate returns the spec for in, or an error wrapping an errdefs class:
 // ErrInvalidArgument for a bad request, ErrNotFound for something missing
 // on the host, ErrFailedPrecondition for something the host lacks,
-// ErrNotImplemented for what berth does not support yet (user namespaces,
-// image volumes).
+// ErrNotImplemented for what berth does not support yet.
 //
 // The steps run in containerd's order where it matters: the capabilities
 // are final before the RuntimeDefault seccomp profile is chosen for them.
@@ -73,8 +72,8 @@ func (g *Generator) Generate(in Input) (*Result, error) {
 		return nil, err
 	}
 	sc := &in.Container.Security
-	if sc.UserNS != nil {
-		return nil, notImplementedf("user namespaces are not supported yet; remove hostUsers: false from the pod")
+	if err := checkUserNS(sc.UserNS, in.Pod); err != nil {
+		return nil, err
 	}
 	if !filepath.IsAbs(in.Rootfs) {
 		return nil, invalidf("rootfs %q must be an absolute path", in.Rootfs)
@@ -108,6 +107,9 @@ func (g *Generator) Generate(in Input) (*Result, error) {
 	}
 	if s.Linux.Namespaces, err = g.namespaces(in); err != nil {
 		return nil, err
+	}
+	if u := in.Pod.UserNSMappings; u != nil {
+		s.Linux.UIDMappings, s.Linux.GIDMappings = specIDMappings(u.UIDs), specIDMappings(u.GIDs)
 	}
 	if err := g.mounts(t, in, s); err != nil {
 		return nil, err

@@ -72,6 +72,11 @@ type Pod struct {
 	// for PIDNS, none shared (each container gets its own unless NODE).
 	NetNS, IPCNS, UTSNS, PIDNS    string
 	HostNetwork, HostIPC, HostPID bool
+	// UserNS is the pin of the pod's user namespace, which owns its other
+	// namespaces, and UserNSMappings its ID mappings; "" and nil for a pod
+	// in the host's.
+	UserNS         string
+	UserNSMappings *UserNamespace
 	// Sysctls are the pod's sysctls that belong to a namespace the
 	// container creates itself (none today: the pod's namespaces are
 	// pinned and got them at sandbox creation). Kept for completeness.
@@ -139,7 +144,11 @@ type Mount struct {
 }
 
 // IDMapping maps a range of IDs.
-type IDMapping struct{ ContainerID, HostID, Length uint32 }
+type IDMapping struct {
+	ContainerID uint32 `json:"container_id"`
+	HostID      uint32 `json:"host_id"`
+	Length      uint32 `json:"length"`
+}
 
 // Device is a host device made available in the container.
 type Device struct {
@@ -218,5 +227,6 @@ type SecurityContext struct {
 
 // UserNamespace is the CRI UserNamespace with mode POD.
 type UserNamespace struct {
-	UIDs, GIDs []IDMapping
+	UIDs []IDMapping `json:"uids"`
+	GIDs []IDMapping `json:"gids"`
 }

@@ -119,7 +119,7 @@ func (g *Generator) defaultMounts(t *template, privileged bool, ns []specs.Linux
 func bindRequests(in Input) ([]bindReq, error) {
 	var binds []bindReq
 	for _, m := range in.Container.Mounts {
-		if err := checkMount(m); err != nil {
+		if err := checkMount(m, in.Pod.UserNS != ""); err != nil {
 			return nil, err
 		}
 		m.ContainerPath = filepath.Clean(m.ContainerPath)
@@ -169,12 +169,19 @@ func bindRequests(in Input) ([]bindReq, error) {
 }
 
 // checkMount refuses what a CRI mount cannot ask for.
-func checkMount(m Mount) error {
+func checkMount(m Mount, userNS bool) error {
 	if !filepath.IsAbs(m.ContainerPath) {
 		return invalidf("mount container_path %q must be an absolute path", m.ContainerPath)
 	}
 	if len(m.UIDMappings) > 0 || len(m.GIDMappings) > 0 {
-		return notImplementedf("mount %q: ID-mapped mounts need user namespaces, which are not supported yet", m.ContainerPath)
+		switch {
+		case !userNS:
+			return invalidf("mount %q: ID-mapped mounts are for pods in a user namespace (hostUsers: false)", m.ContainerPath)
+		case len(m.UIDMappings) == 0 || len(m.GIDMappings) == 0:
+			return invalidf("mount %q: an ID-mapped mount needs both UID and GID mappings", m.ContainerPath)
+		case m.Image != "":
+			return invalidf("mount %q: image volumes cannot be ID-mapped", m.ContainerPath)
+		}
 	}
 	if m.Image != "" {
 		// The caller mounts the image and points HostPath at it.
@@ -247,7 +254,12 @@ func (g *Generator) bindMount(b bindReq) (specs.Mount, string, error) {
 	default:
 		opts = append(opts, "rw")
 	}
-	return specs.Mount{Destination: b.ContainerPath, Type: "bind", Source: src, Options: opts}, prop, nil
+	m := specs.Mount{Destination: b.ContainerPath, Type: "bind", Source: src, Options: opts}
+	if len(b.UIDMappings) > 0 {
+		// runc makes an ID-mapped bind mount (mount_setattr MOUNT_ATTR_IDMAP).
+		m.UIDMappings, m.GIDMappings = specIDMappings(b.UIDMappings), specIDMappings(b.GIDMappings)
+	}
+	return m, prop, nil
 }
 
 // checkPropagation is containerd's ensureShared (shared) and

@@ -252,7 +252,7 @@ func TestBindMountErrors(t *testing.T) {
 		{name: "bad propagation", m: Mount{ContainerPath: "/d", HostPath: src, Propagation: 9}, class: isInvalid, words: []string{"propagation 9"}},
 		{name: "image volume not prepared", m: Mount{ContainerPath: "/d", Image: "busybox", Readonly: true}, class: isInvalid, words: []string{"image volume", `"busybox"`, "not prepared"}},
 		{name: "writable image volume", m: Mount{ContainerPath: "/d", HostPath: src, Image: "busybox"}, class: isInvalid, words: []string{"image volumes are read-only"}},
-		{name: "id-mapped mount", m: Mount{ContainerPath: "/d", HostPath: src, UIDMappings: []IDMapping{{0, 1000, 1}}}, class: isNotImplemented, words: []string{"user namespaces"}},
+		{name: "id-mapped mount outside a user namespace", m: Mount{ContainerPath: "/d", HostPath: src, UIDMappings: []IDMapping{{0, 1000, 1}}, GIDMappings: []IDMapping{{0, 1000, 1}}}, class: isInvalid, words: []string{"user namespace", "hostUsers: false"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := baseInput(t)

@@ -2,6 +2,7 @@ package ocispec
 
 import (
 	"path/filepath"
+	"slices"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -32,6 +33,13 @@ func (g *Generator) namespaces(in Input) ([]specs.LinuxNamespace, error) {
 		}
 		ns = append(ns, specs.LinuxNamespace{Type: t, Path: path})
 		return nil
+	}
+	// First: libcontainer joins the user namespace before the others, and
+	// the namespaces it creates (PID, mount, cgroup) are then owned by it.
+	if pod.UserNS != "" {
+		if err := join(specs.UserNamespace, pod.UserNS); err != nil {
+			return nil, err
+		}
 	}
 
 	switch sc.PIDNS {
@@ -96,4 +104,29 @@ func (g *Generator) namespaces(in Input) ([]specs.LinuxNamespace, error) {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
 	return ns, nil
+}
+
+// checkUserNS checks that a container's user namespace request is its
+// pod's: the pod's namespaces are owned by its user namespace, so its
+// containers join it whether they repeat it or not (kubelet always does),
+// and a container cannot have one its pod lacks.
+func checkUserNS(ctr *UserNamespace, pod Pod) error {
+	switch {
+	case ctr == nil:
+		return nil
+	case pod.UserNSMappings == nil:
+		return invalidf("namespace_options.userns_options asks for a user namespace, but pod %s is not in one: set it on the pod sandbox", pod.ID)
+	case !slices.Equal(ctr.UIDs, pod.UserNSMappings.UIDs) || !slices.Equal(ctr.GIDs, pod.UserNSMappings.GIDs):
+		return invalidf("namespace_options.userns_options: the container's ID mappings differ from those of pod %s", pod.ID)
+	}
+	return nil
+}
+
+// specIDMappings converts ID mappings to the OCI spec's.
+func specIDMappings(m []IDMapping) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, 0, len(m))
+	for _, r := range m {
+		out = append(out, specs.LinuxIDMapping{ContainerID: r.ContainerID, HostID: r.HostID, Size: r.Length})
+	}
+	return out
 }

@@ -135,10 +135,42 @@ func TestNamespaces(t *testing.T) {
 	}
 }
 
-func TestUserNamespaceRefused(t *testing.T) {
+// A pod in a user namespace: its containers join it first, get its ID
+// mappings, and may have ID-mapped bind mounts; a container cannot ask for
+// one its pod lacks, nor for other mappings.
+func TestUserNamespace(t *testing.T) {
 	g, _ := newTestGenerator(t, Defaults{})
+	mappings := &UserNamespace{UIDs: []IDMapping{{0, 100000, 65536}}, GIDs: []IDMapping{{0, 200000, 65536}}}
+
 	in := baseInput(t)
-	in.Container.Security.UserNS = &UserNamespace{UIDs: []IDMapping{{0, 100000, 65536}}, GIDs: []IDMapping{{0, 100000, 65536}}}
+	in.Container.Security.UserNS = mappings
 	_, err := g.Generate(in)
-	wantErr(t, err, isNotImplemented, "user namespaces are not supported yet", "hostUsers: false")
+	wantErr(t, err, isInvalid, "is not in one")
+
+	in = baseInput(t)
+	in.Pod.UserNS, in.Pod.UserNSMappings = "/run/berth/sandboxes/pod1/user", mappings
+	in.Container.Security.UserNS = &UserNamespace{UIDs: mappings.UIDs, GIDs: []IDMapping{{0, 100000, 65536}}}
+	_, err = g.Generate(in)
+	wantErr(t, err, isInvalid, "differ")
+
+	in.Container.Security.UserNS = mappings
+	src := t.TempDir()
+	in.Container.Mounts = []Mount{{ContainerPath: "/data", HostPath: src,
+		UIDMappings: []IDMapping{{0, 300000, 10}}, GIDMappings: []IDMapping{{0, 300000, 10}}}}
+	res, err := g.Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := res.Spec.Linux
+	if ns := l.Namespaces[0]; ns.Type != specs.UserNamespace || ns.Path != in.Pod.UserNS {
+		t.Errorf("first namespace %+v, want the pod's user namespace", ns)
+	}
+	want := []specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	if !slices.Equal(l.UIDMappings, want) || l.GIDMappings[0].HostID != 200000 {
+		t.Errorf("mappings %v / %v", l.UIDMappings, l.GIDMappings)
+	}
+	i := slices.IndexFunc(res.Spec.Mounts, func(m specs.Mount) bool { return m.Destination == "/data" })
+	if i < 0 || len(res.Spec.Mounts[i].UIDMappings) != 1 || res.Spec.Mounts[i].UIDMappings[0].HostID != 300000 {
+		t.Errorf("ID-mapped bind mount: %+v", res.Spec.Mounts)
+	}
 }
