@@ -180,9 +180,19 @@ func (r streamRuntime) Exec(ctx context.Context, containerID string, cmd []strin
 	return nil
 }
 
-// Attach is not reached: the Attach RPC hands out no URL yet.
+// Attach joins the client's streams to the container's main process.
 func (r streamRuntime) Attach(ctx context.Context, containerID string, in io.Reader, out, errOut io.WriteCloser, tty bool, resize <-chan remotecommand.TerminalSize) error {
-	return notImplemented("Attach", withAttach)
+	opts := sandbox.AttachOptions{Resize: terminalSizes(ctx, resize)}
+	if in != nil {
+		opts.Stdin = in
+	}
+	if out != nil {
+		opts.Stdout = out
+	}
+	if errOut != nil {
+		opts.Stderr = errOut
+	}
+	return r.sandboxes.AttachContainer(ctx, containerID, opts)
 }
 
 // PortForward joins the stream to port on the pod's localhost.

@@ -18,15 +18,9 @@ func notImplemented(rpc, comesWith string) error {
 }
 
 const (
-	withAttach      = "attach through the pod monitor, which is being built"
 	withCheckpoints = "checkpoint/restore support, which is not planned yet"
 	withImages      = "the image service work"
 )
-
-// Attach.
-func (s *Server) Attach(context.Context, *runtimeapi.AttachRequest) (*runtimeapi.AttachResponse, error) {
-	return nil, notImplemented("Attach", withAttach)
-}
 
 // Checkpoints.
 func (s *Server) CheckpointContainer(context.Context, *runtimeapi.CheckpointContainerRequest) (*runtimeapi.CheckpointContainerResponse, error) {

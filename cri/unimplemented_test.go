@@ -23,7 +23,7 @@ var implemented = map[string]bool{
 	"CreateContainer": true, "StartContainer": true, "StopContainer": true, "RemoveContainer": true,
 	"ListContainers": true, "StreamContainers": true, "ContainerStatus": true, "UpdateContainerResources": true,
 	"ReopenContainerLog": true, "ContainerStats": true, "ListContainerStats": true, "StreamContainerStats": true,
-	"GetContainerEvents": true, "ExecSync": true, "Exec": true, "PortForward": true,
+	"GetContainerEvents": true, "ExecSync": true, "Exec": true, "Attach": true, "PortForward": true,
 }
 
 func TestUnbuiltRPCsAnswerUnimplementedByName(t *testing.T) {

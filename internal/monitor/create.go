@@ -114,6 +114,7 @@ func (m *monitor) build(c *container, r *monitorapi.CreateRequest) (err error) {
 	if err != nil {
 		return fmt.Errorf("container %s: %w", c.id, err)
 	}
+	c.io.stdinOnce = r.StdinOnce
 	undo = append(undo, c.io.closeAll)
 
 	args := []string{"--bundle", r.Bundle}

@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-runtime/berth/sandbox/monitorapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -132,6 +133,9 @@ type lineWriter struct {
 	buf []byte
 	n   int // content bytes held in buf[hdrRoom:hdrRoom+n], none a '\n'
 	hdr [hdrRoom]byte
+	// tap, if set, gets every read as output of kind for its attachers.
+	tap  *containerIO
+	kind monitorapi.FrameKind
 }
 
 func newLineWriter(log *criLog, stream string) *lineWriter {
@@ -159,6 +163,9 @@ func (w *lineWriter) copyFrom(r io.Reader) error {
 		}
 		k, err := r.Read(w.buf[hdrRoom+w.n : len(w.buf)-1])
 		if k > 0 {
+			if w.tap != nil {
+				w.tap.tapOutput(w.kind, w.buf[hdrRoom+w.n:hdrRoom+w.n+k])
+			}
 			w.consume(k)
 		}
 		if err != nil {

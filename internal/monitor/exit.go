@@ -77,6 +77,7 @@ func (m *monitor) handleExit(c *container) {
 		slog.Warn("container output still open after its end; the log was cut", "id", c.id)
 	}
 	c.log.close()
+	c.io.endAttach()
 
 	// A start that is still reporting goes first: "started" must not
 	// follow "exited".

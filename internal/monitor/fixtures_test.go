@@ -17,7 +17,7 @@ import (
 )
 
 // applets are hard-linked to busybox in the test rootfs.
-var applets = []string{"sh", "sleep", "echo", "cat", "tail", "yes", "head", "true", "false", "kill", "tr", "printf", "seq"}
+var applets = []string{"sh", "sleep", "echo", "cat", "tail", "yes", "head", "true", "false", "kill", "tr", "printf", "seq", "stty"}
 
 // makeRootfs builds a busybox rootfs, bind-mounted onto itself as
 // libcontainer wants a mount point.
@@ -118,6 +118,7 @@ func removeCgroupTree(tb testing.TB, parent string) {
 // ctrOpts shape a test container.
 type ctrOpts struct {
 	tty, stdin  bool
+	stdinOnce   bool
 	noLog       bool
 	hostPID     bool  // no PID namespace: the process is not an init
 	memoryLimit int64 // bytes, 0: none

@@ -246,7 +246,7 @@ func (p *pod) bundle(id string, args []string, o ctrOpts) monitorapi.CreateReque
 	if err := os.WriteFile(filepath.Join(dir, "config.json"), b, 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	r := monitorapi.CreateRequest{Bundle: dir, TTY: o.tty, Stdin: o.stdin}
+	r := monitorapi.CreateRequest{Bundle: dir, TTY: o.tty, Stdin: o.stdin, StdinOnce: o.stdinOnce}
 	if !o.noLog {
 		r.LogPath = p.logFile(id)
 	}

@@ -3,10 +3,11 @@
 // One monitor runs per pod, in a session of its own, started by the berth
 // daemon. It is the parent of the pod's containers (a child subreaper): it
 // reaps them, persists each exit durably (exit.json in the bundle), writes
-// their output to kubelet's CRI log files, and answers the daemon on a unix
-// socket (the protocol is sandbox/monitorapi). Containers and their logs
-// carry on while the daemon is down; the daemon reconnects and reads the
-// current state from the events stream.
+// their output to kubelet's CRI log files, holds their stdin and terminal
+// for attach (attach.go), and answers the daemon on a unix socket (the
+// protocol is sandbox/monitorapi). Containers and their logs carry on while
+// the daemon is down; the daemon reconnects and reads the current state
+// from the events stream.
 //
 // The libcontainer work (create, delete, update, kill of every process) is
 // done by short-lived helper processes, `<helper> container-op <op>` (see

@@ -10,8 +10,9 @@ package monitor
 //
 // It happens only when nothing is in flight: no request (the accept loop
 // is paused first, new connections wait in the socket's backlog), no exit
-// being handled, no helper running, no event unsent; the log copiers are
-// paused where every byte they read is written, an unterminated line
+// being handled, no helper running, no event unsent, no client attached
+// (attach.go: the renewal waits until the last one went); the log copiers
+// are paused where every byte they read is written, an unterminated line
 // travelling with the state. Anything else, or a failed exec, and the
 // monitor carries on as it was.
 
@@ -58,6 +59,7 @@ type renewContainer struct {
 	LogPath   string           `json:"log_path,omitempty"`
 	Log       int              `json:"log"`
 	TTY       bool             `json:"tty,omitempty"`
+	StdinOnce bool             `json:"stdin_once,omitempty"`
 	Stdin     int              `json:"stdin"`
 	Out       int              `json:"out"`
 	ErrOut    int              `json:"err_out"`
@@ -73,6 +75,9 @@ var errNotQuiet = errors.New("the monitor is not quiet")
 func (m *monitor) renew() error {
 	if m.busy.Load() != 0 {
 		return errNotQuiet
+	}
+	if m.attachers.Load() != 0 {
+		return fmt.Errorf("%w: attached", errNotQuiet)
 	}
 	m.mu.Lock()
 	stopping := m.stopping
@@ -160,6 +165,7 @@ func (m *monitor) renew() error {
 			State: c.st, Bundle: c.bundle, Pidfd: -1, OwnPidNS: c.ownPidNS,
 			OOMFile: c.oomFile, OOMBase: c.oomBase, Destroyed: c.destroyed,
 			LogPath: c.log.path, Log: -1, Stdin: -1, Out: -1, ErrOut: -1, TTY: c.io.tty,
+			StdinOnce: c.io.stdinOnce,
 		}
 		if c.st.Status != monitorapi.StatusStopped {
 			if c.pidfd >= 0 {
@@ -212,6 +218,9 @@ func (m *monitor) quietLocked() error {
 		return errors.New("no container")
 	case m.busy.Load() != 0:
 		return fmt.Errorf("%w: busy", errNotQuiet)
+	case m.attachers.Load() != 0:
+		// An attachment's connection and goroutines are not handed over.
+		return fmt.Errorf("%w: attached", errNotQuiet)
 	case len(m.reaper.unclaimed) > 0:
 		return fmt.Errorf("%w: unclaimed exit statuses", errNotQuiet)
 	}
@@ -290,7 +299,7 @@ func adopt(o options, st *renewState) (*monitor, error) {
 			destroyed: rc.Destroyed, st: rc.State,
 			reaped: make(chan struct{}), done: make(chan struct{}),
 			log: &criLog{path: rc.LogPath},
-			io:  &containerIO{tty: rc.TTY, copied: make(chan struct{})},
+			io:  &containerIO{tty: rc.TTY, stdinOnce: rc.StdinOnce, copied: make(chan struct{})},
 		}
 		m.containers[c.id] = c
 		if c.st.Status == monitorapi.StatusStopped {

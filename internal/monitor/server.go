@@ -1,7 +1,7 @@
 package monitor
 
 // The unix socket server: one request per connection (monitorapi), except
-// events, whose connection stays open.
+// events and attach (attach.go), whose connections stay open.
 
 import (
 	"encoding/json"
@@ -44,6 +44,9 @@ type monitor struct {
 	// busy counts the requests in flight and the exits being handled:
 	// the monitor is quiet (and may renew itself) only at zero.
 	busy atomic.Int32
+	// attachers counts the open attachments (attach.go): the monitor does
+	// not renew while a client is attached.
+	attachers atomic.Int32
 	// Pausing the accept loop for a renewal: with pauseAccept set, the
 	// loop reports on acceptParked (unbuffered) and waits for acceptResume
 	// to be closed.
@@ -103,6 +106,7 @@ type request struct {
 	Signal    int                       `json:"signal,omitempty"`
 	All       bool                      `json:"all,omitempty"`
 	Resources json.RawMessage           `json:"resources,omitempty"`
+	Attach    *monitorapi.AttachRequest `json:"attach,omitempty"`
 }
 
 // handle reads one request and answers it. The accept loop counted it as
@@ -112,13 +116,20 @@ func (m *monitor) handle(conn *net.UnixConn) {
 	defer done()
 	_ = conn.SetDeadline(time.Now().Add(requestTimeout))
 	var req request
-	if err := json.NewDecoder(io.LimitReader(conn, maxRequestSize)).Decode(&req); err != nil {
+	dec := json.NewDecoder(io.LimitReader(conn, maxRequestSize))
+	if err := dec.Decode(&req); err != nil {
 		m.reply(conn, nil, fmt.Errorf("%w: bad request: %v", errdefs.ErrInvalidArgument, err))
 		_ = conn.Close()
 		return
 	}
 	if req.Op == monitorapi.OpEvents {
 		m.subscribe(conn, done) // owns conn from here; not busy once started
+		return
+	}
+	if req.Op == monitorapi.OpAttach {
+		// Owns conn from here; not busy once attached. The decoder may
+		// have read past the request.
+		m.serveAttach(conn, &req, dec.Buffered(), done)
 		return
 	}
 	defer m.idle.touch()

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-runtime/berth/sandbox/monitorapi"
 	"golang.org/x/sys/unix"
 )
 
@@ -27,6 +28,11 @@ type containerIO struct {
 	// console receives the pty master from the container's init.
 	console *os.File
 	tty     bool
+	// stdinOnce: the first attacher that sent stdin closes it (attach.go).
+	stdinOnce bool
+	// att holds the attachers (attach.go), which guard stdin with it
+	// once the container is created.
+	att attachSet
 	// running counts the log copiers still reading; copied is closed when
 	// the last one ended.
 	running atomic.Int32
@@ -184,6 +190,10 @@ func (cio *containerIO) startCopiers(log *criLog, id string, pending ...[]byte) 
 			stream = "stderr"
 		}
 		w := newLineWriter(log, stream)
+		w.tap, w.kind = cio, monitorapi.FrameStdout
+		if i == 1 {
+			w.kind = monitorapi.FrameStderr
+		}
 		if i < len(pending) {
 			w.preload(pending[i])
 		}
@@ -328,11 +338,13 @@ func (cio *containerIO) closeOutputs() {
 	}
 }
 
-// closeAll releases every descriptor; the copiers, if any, end. Closing a
-// file twice (the pty master is both out and stdin) only returns an error.
+// closeAll releases every descriptor; the copiers and attachments, if
+// any, end. Closing a file twice (the pty master is both out and stdin)
+// only returns an error.
 func (cio *containerIO) closeAll() {
+	cio.dropAttachers()
 	cio.closeOutputs()
-	for _, f := range []*os.File{cio.console, cio.stdin} {
+	for _, f := range []*os.File{cio.console, cio.takeStdin()} {
 		if f != nil {
 			_ = f.Close()
 		}

@@ -4,7 +4,44 @@
 // A monitor listens on a unix socket (SocketName in its pod directory).
 // Every call is one connection: the client writes one Request as a JSON
 // line and reads one Response line, except OpEvents, whose connection stays
-// open and carries one Event per line until either side closes it.
+// open and carries one Event per line until either side closes it, and
+// OpAttach, whose connection carries a container's stdio after the answer.
+//
+// # Attach
+//
+// An OpAttach request names the container (ID) and the streams wanted
+// (Attach). Created and running containers may be attached; an unknown one
+// is CodeNotFound, a stopped one CodeFailedPrecondition. The monitor
+// answers one Response line carrying the container's State; after a
+// successful answer (and only then: the client sends nothing before it)
+// the connection carries frames in both directions: a kind byte, the
+// payload's length as 4 bytes big-endian, the payload (at most
+// MaxFramePayload bytes; a longer length is a protocol error and ends the
+// connection).
+//
+// The monitor sends FrameStdout and FrameStderr frames (only for the
+// streams asked for; a terminal's output is all stdout): the container's
+// raw output from the moment of attach, no earlier output, not
+// CRI-formatted. Once the output ends (the process exited and its output
+// was copied) the monitor sends what is left and closes the connection:
+// the client reads a clean EOF. An attacher that falls too far behind
+// (MaxAttachBacklog) is dropped: its connection is closed (which its
+// client cannot tell from the end of the output, unless a frame was cut),
+// and the log is never held back for it. A container created without a
+// LogPath nor a TTY has no output to attach to.
+//
+// The client sends FrameStdin (written to the container's stdin, whole
+// frames at a time; discarded unless the container was created with Stdin
+// and this attach asked for Stdin), FrameStdinClosed (with StdinOnce the
+// container's stdin is closed so its process reads EOF, otherwise this
+// attacher only stops sending stdin) and FrameResize (width and height as
+// two big-endian uint16; applied to a terminal, ignored otherwise).
+// Closing the connection detaches: the container is never signalled. With
+// StdinOnce an attacher that asked for stdin and goes without
+// FrameStdinClosed closes the container's stdin too. A terminal is never
+// closed for StdinOnce (it is also the container's output; containerd and
+// CRI-O do not close it either): its stdin just ends for that attacher.
+// Several clients may attach at once; each gets all the output.
 //
 // The package is linked into the monitor, whose memory is budgeted per pod:
 // it must depend on the standard library, golang.org/x/sys/unix, the OCI
@@ -54,6 +91,10 @@ const (
 	OpReopenLog Op = "reopen-log"
 	// OpEvents streams an Event each time a container changes state.
 	OpEvents Op = "events"
+	// OpAttach connects to a container's stdio (see Attach in the
+	// package documentation): the connection carries frames after the
+	// answer.
+	OpAttach Op = "attach"
 	// OpShutdown ends the monitor. It refuses (FailedPrecondition) while it
 	// holds a container that is not deleted.
 	OpShutdown Op = "shutdown"
@@ -69,6 +110,14 @@ type Request struct {
 	Signal    int                   `json:"signal,omitempty"`
 	All       bool                  `json:"all,omitempty"`
 	Resources *specs.LinuxResources `json:"resources,omitempty"`
+	Attach    *AttachRequest        `json:"attach,omitempty"`
+}
+
+// AttachRequest says which of a container's streams an attach wants.
+type AttachRequest struct {
+	Stdin  bool `json:"stdin,omitempty"`
+	Stdout bool `json:"stdout,omitempty"`
+	Stderr bool `json:"stderr,omitempty"`
 }
 
 // CreateRequest describes a container to create.
@@ -78,11 +127,12 @@ type CreateRequest struct {
 	// exit status there (ExitFile) before it reports the exit.
 	Bundle string `json:"bundle"`
 	// LogPath is the absolute path of the container's CRI-format log file;
-	// empty means the output is discarded.
+	// empty means the output is discarded (without TTY an attach then
+	// gets none either).
 	LogPath string `json:"log_path,omitempty"`
 	// Stdin keeps a pipe to the process's stdin open (for attach);
 	// otherwise stdin is /dev/null. StdinOnce closes it after the first
-	// attach ends.
+	// attach that asked for stdin ends (not a terminal: see Attach).
 	Stdin     bool `json:"stdin,omitempty"`
 	StdinOnce bool `json:"stdin_once,omitempty"`
 	// TTY gives the process a pseudo-terminal as stdin/stdout/stderr; its
