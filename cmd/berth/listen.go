@@ -27,9 +27,10 @@ func (l *socketListener) Close() error {
 }
 
 // listenUnix creates the CRI socket: parent directory 0711 when berth creates
-// it, socket 0660 (root and the socket's group). A socket file that is left
-// over from a crash is replaced only when nothing answers on it.
-func listenUnix(path string) (*socketListener, error) {
+// it, socket 0660 (root and the socket's group: gid, or root's if gid < 0).
+// A socket file that is left over from a crash is replaced only when
+// nothing answers on it.
+func listenUnix(path string, gid int) (*socketListener, error) {
 	dir := filepath.Dir(path)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		if err := os.MkdirAll(dir, 0o711); err != nil {
@@ -56,6 +57,14 @@ func listenUnix(path string) (*socketListener, error) {
 	if err != nil {
 		lock.Close()
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
+	}
+	if gid >= 0 {
+		// Before any client can have connected: nothing is served yet.
+		if err := os.Lchown(path, -1, gid); err != nil {
+			l.Close()
+			lock.Close()
+			return nil, fmt.Errorf("give socket %s to group %d (listen_group): %w", path, gid, err)
+		}
 	}
 	return &socketListener{UnixListener: l, lock: lock}, nil
 }

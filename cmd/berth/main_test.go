@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-runtime/berth/conformance/framework"
+	"golang.org/x/sys/unix"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -96,6 +97,30 @@ func TestSocketPermissions(t *testing.T) {
 	}
 	if dst.Mode().Perm() != 0o711 {
 		t.Errorf("socket directory mode %v, want 0711", dst.Mode().Perm())
+	}
+}
+
+// listen_group gives the socket to a group (by name or GID), so that its
+// members can use crictl without root; an unknown group is refused.
+func TestSocketGroup(t *testing.T) {
+	for _, group := range []string{"4242", "daemon"} {
+		sock := filepath.Join(framework.ShortTempDir(t), "berth.sock")
+		d := framework.StartDaemon(t, framework.DaemonOptions{Socket: sock, Args: []string{"--listen-group", group}})
+		var st unix.Stat_t
+		if err := unix.Stat(d.Socket, &st); err != nil {
+			t.Fatal(err)
+		}
+		want := uint32(4242)
+		if group == "daemon" {
+			want = 1 // Debian's daemon group
+		}
+		if st.Gid != want || st.Mode&0o777 != 0o660 {
+			t.Errorf("listen_group %s: socket group %d mode %o, want %d and 0660", group, st.Gid, st.Mode&0o777, want)
+		}
+	}
+	code, _, errOut := berth(t, "--listen-group", "no-such-group-here", "config")
+	if code == 0 || !strings.Contains(errOut, "listen-group") {
+		t.Fatalf("an unknown group: exit %d: %s", code, errOut)
 	}
 }
 

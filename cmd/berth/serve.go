@@ -46,7 +46,11 @@ func serve(cfg config.Config, logOut io.Writer) error {
 		}
 		defer lock.Close()
 	}
-	listener, err := listenUnix(cfg.SocketPath())
+	gid, err := config.LookupGroup(cfg.ListenGroup) // validated at load
+	if err != nil {
+		return fmt.Errorf("listen_group %q: %w", cfg.ListenGroup, err)
+	}
+	listener, err := listenUnix(cfg.SocketPath(), gid)
 	if err != nil {
 		return err
 	}

@@ -46,6 +46,9 @@ type Config struct {
 	Version int `toml:"version" json:"version"`
 	// Listen is the CRI endpoint as a unix:// URL.
 	Listen string `toml:"listen" json:"listen"`
+	// ListenGroup owns the socket (a group name or numeric GID), so its
+	// members may use the CRI without root; "" keeps root's group.
+	ListenGroup string `toml:"listen_group" json:"listen_group"`
 	// Root holds persistent data (images, metadata).
 	Root string `toml:"root" json:"root"`
 	// State holds runtime state that does not survive a reboot.

@@ -33,6 +33,7 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 			apply: func(c *Config) { *field(c) = v.value }})
 	}
 	str("listen", "listen", "CRI endpoint, a unix:// URL (default "+DefaultListen+")", func(c *Config) *string { return &c.Listen })
+	str("listen-group", "listen_group", "group (name or GID) that owns the CRI socket (default: root's)", func(c *Config) *string { return &c.ListenGroup })
 	str("root", "root", "directory for persistent data (default "+DefaultRoot+")", func(c *Config) *string { return &c.Root })
 	str("state", "state", "directory for runtime state (default "+DefaultState+")", func(c *Config) *string { return &c.State })
 	str("registry-config-dir", "image.registry_config_dir", "registry hosts in containerd's certs.d/<host>/hosts.toml layout (default "+DefaultRegistryConfigDir+")",

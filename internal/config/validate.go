@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -43,6 +44,9 @@ func (c Config) Validate(o Origins) error {
 	}
 	if _, err := parseUnixURL(c.Listen); err != nil {
 		bad("listen", c.Listen, err.Error())
+	}
+	if _, err := LookupGroup(c.ListenGroup); err != nil {
+		bad("listen_group", c.ListenGroup, err.Error())
 	}
 	for key, dir := range map[string]string{
 		"root":                      c.Root,
@@ -161,4 +165,23 @@ func checkHostPort(s string) error {
 		return errors.New("has an invalid port: use 0 to 65535 (0 picks a free port)")
 	}
 	return nil
+}
+
+// LookupGroup resolves a group name or numeric GID; "" is -1 (no change).
+func LookupGroup(g string) (int, error) {
+	if g == "" {
+		return -1, nil
+	}
+	if n, err := strconv.ParseUint(g, 10, 31); err == nil {
+		return int(n), nil
+	}
+	grp, err := user.LookupGroup(g)
+	if err != nil {
+		return -1, fmt.Errorf("is not a group of this host (/etc/group) nor a numeric GID")
+	}
+	n, err := strconv.Atoi(grp.Gid)
+	if err != nil {
+		return -1, fmt.Errorf("has a non-numeric GID %q", grp.Gid)
+	}
+	return n, nil
 }
