@@ -141,6 +141,30 @@ func BenchmarkContainer(b *testing.B) {
 		}
 		report(b, lat)
 	})
+	// ExecSync of `true`, as an exec probe: each starts a process through
+	// libcontainer in the container's namespaces (and, with RuntimeDefault
+	// seccomp, compiles and loads the filter again).
+	execBench := func(withSeccomp bool) func(*testing.B) {
+		return func(b *testing.B) {
+			seccomp = withSeccomp
+			id := createStart(podID, cfg)
+			seccomp = false
+			defer stopRemove(id)
+			var lat []time.Duration
+			for b.Loop() {
+				timed(b, &lat, func() {
+					resp, err := rt.ExecSync(ctx, &runtimeapi.ExecSyncRequest{ContainerId: id, Cmd: []string{"true"}, Timeout: 10})
+					must(err)
+					if resp.ExitCode != 0 {
+						b.Fatalf("exec exited %d", resp.ExitCode)
+					}
+				})
+			}
+			report(b, lat)
+		}
+	}
+	b.Run("exec-sync", execBench(false))
+	b.Run("exec-sync-seccomp", execBench(true))
 	removePod(podID)
 	b.Run("pod-start", func(b *testing.B) {
 		var lat []time.Duration
