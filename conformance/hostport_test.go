@@ -217,10 +217,10 @@ func podNetworkName(t testing.TB, d *framework.Daemon) string {
 }
 
 // cniCachedPlugins returns the plugin types libcni recorded for the pod's
-// ADD in the daemon's CNI cache (<state>/cni-cache).
+// ADD in the daemon's CNI cache (<root>/network/cni-cache).
 func cniCachedPlugins(t testing.TB, d *framework.Daemon, netName, podID string) []string {
 	t.Helper()
-	path := filepath.Join(d.State, "cni-cache", "results", netName+"-"+podID+"-eth0")
+	path := filepath.Join(d.Root, "network", "cni-cache", "results", netName+"-"+podID+"-eth0")
 	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatalf("CNI cache entry of pod %s: %v", podID, err)

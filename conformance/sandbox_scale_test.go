@@ -178,7 +178,7 @@ func TestManyPodsLeaveNothingBehind(t *testing.T) {
 	if left, err := os.ReadDir(filepath.Join(d.Root, "sandboxes")); err == nil && len(left) != 0 {
 		t.Errorf("sandbox records left in %s/sandboxes: %v", d.Root, dirNames(left))
 	}
-	if left, err := os.ReadDir(filepath.Join(d.State, "cni-cache", "results")); err == nil && len(left) != 0 {
+	if left, err := os.ReadDir(filepath.Join(d.Root, "network", "cni-cache", "results")); err == nil && len(left) != 0 {
 		t.Errorf("CNI cache entries left: %v", dirNames(left))
 	}
 	for _, id := range ids {

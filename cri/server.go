@@ -78,11 +78,18 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err != nil {
 		return nil, err
 	}
+	// libcni's cache lives in the root: after a reboot it still tells how
+	// to release the addresses of the pods that were running.
+	cniCache := filepath.Join(cfg.Root, "network", "cni-cache")
+	if err := network.MoveCache(filepath.Join(cfg.State, "cni-cache"), cniCache); err != nil {
+		images.Close()
+		return nil, err
+	}
 	podCIDRs := network.OpenPodCIDRs(ctx, filepath.Join(cfg.Root, "network", "pod-cidrs.json"), log)
 	netMgr := network.NewManager(network.ManagerOptions{
 		ConfDir:  cfg.CNI.ConfDir,
 		BinDirs:  cfg.CNI.BinDirs,
-		CacheDir: filepath.Join(cfg.State, "cni-cache"),
+		CacheDir: cniCache,
 		Log:      log,
 	})
 	sandboxes, err := sandbox.NewManager(ctx, sandbox.Options{

@@ -3,6 +3,7 @@ package image
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/containerd/containerd/v2/core/leases"
 	"github.com/containerd/containerd/v2/core/mount"
@@ -92,4 +93,28 @@ func (s *Store) RootfsUsage(ctx context.Context, containerID string) (bytes, ino
 		return 0, 0, fmt.Errorf("usage of the rootfs of container %s: %w", containerID, err)
 	}
 	return uint64(max(u.Size, 0)), uint64(max(u.Inodes, 0)), nil
+}
+
+// RootfsOwners lists the containers that hold a writable snapshot or image
+// volumes in the store (by their leases), for the daemon to find those no
+// container record owns any more.
+func (s *Store) RootfsOwners(ctx context.Context) ([]string, error) {
+	ctx = namespaces.WithNamespace(ctx, Namespace)
+	ls, err := s.leases.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list container leases: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, l := range ls {
+		id, ok := strings.CutPrefix(l.ID, "container/")
+		if !ok {
+			id, ok = strings.CutPrefix(l.ID, "image-volume/")
+		}
+		if ok && id != "" && !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }

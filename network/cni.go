@@ -23,7 +23,7 @@ type ManagerOptions struct {
 	ConfDir string   // CNI network configs (/etc/cni/net.d)
 	BinDirs []string // CNI plugin binaries, searched in order
 	// CacheDir is libcni's cache of what each ADD used and returned
-	// (<state>/cni-cache); DEL replays it. "" is libcni's /var/lib/cni.
+	// (<root>/network/cni-cache, so that it survives a reboot); DEL replays it. "" is libcni's /var/lib/cni.
 	CacheDir string
 	Log      *slog.Logger
 }

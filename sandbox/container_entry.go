@@ -28,6 +28,9 @@ type Rootfs interface {
 	RootfsUsage(ctx context.Context, containerID string) (bytes, inodes uint64, err error)
 	// SnapshotDir is where the writable layers live (for filesystem stats).
 	SnapshotDir() string
+	// RootfsOwners lists the containers with a writable layer or image
+	// volumes in the store.
+	RootfsOwners(ctx context.Context) ([]string, error)
 }
 
 // containerEntry is the in-memory side of a container record.

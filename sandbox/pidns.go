@@ -40,7 +40,7 @@ func startHolder(ctx context.Context, bin []string, dir string, cg *PodCgroup) (
 	if len(bin) == 0 || bin[0] == "" {
 		return nil, fmt.Errorf("%w: no berth-monitor binary to run the pod's PID namespace holder (runtime.monitor_path)", errdefs.ErrFailedPrecondition)
 	}
-	cmd := exec.Command(bin[0], append(bin[1:], podholder.Command)...)
+	cmd := exec.Command(bin[0], append(bin[1:], podholder.Command, "--dir", dir)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID, Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the pod's PID namespace holder: %w", err)

@@ -39,4 +39,5 @@ func (m *Manager) recover(ctx context.Context) {
 		m.reserveExisting(sb)
 	}
 	m.recoverContainers(ctx)
+	m.reconcile(ctx)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/berth-runtime/berth/network"
 )
@@ -27,6 +28,10 @@ func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
 	var errs []error
 	errs = append(errs, m.stopNetwork(ctx, sb))
 	errs = append(errs, stopHolder(ctx, sb.PIDHolder))
+	if sb.Dir != "" {
+		// The PID namespace pin, also when the record lost its holder.
+		errs = append(errs, unpinNamespace(filepath.Join(sb.Dir, "pid")))
+	}
 	errs = append(errs, RemovePodFiles(sb.Dir))
 	// From the directory, not the record: a crash can come between pinning
 	// and saving the record, and removal of absent pins is harmless.

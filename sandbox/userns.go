@@ -111,7 +111,7 @@ func (m *Manager) createUserNamespaces(ctx context.Context, sb *Sandbox, cg *Pod
 		return fmt.Errorf("%w: the berth-monitor binary: %v", errdefs.ErrFailedPrecondition, err)
 	}
 	defer exe.Close()
-	cmd := exec.Command("/proc/self/fd/3", append(bin[1:], podholder.Command)...)
+	cmd := exec.Command("/proc/self/fd/3", append(bin[1:], podholder.Command, "--dir", sb.Dir)...)
 	cmd.Args[0] = bin[0]
 	cmd.ExtraFiles = []*os.File{exe}
 	cmd.SysProcAttr = &syscall.SysProcAttr{

@@ -6,6 +6,7 @@
 // the monitor links neither libcontainer nor cgo.
 //
 //	berth-monitor --dir <podStateDir> --pod <podID> --helper <path> [--log-level debug|info|warn|error]
+//	berth-monitor pod-holder [--dir <podStateDir>]
 package main
 
 import (
@@ -16,8 +17,10 @@ import (
 )
 
 func main() {
-	// The same lean binary holds pods' PID namespaces (pid: POD).
-	if len(os.Args) == 2 && os.Args[1] == podholder.Command {
+	// The same lean binary holds pods' PID namespaces (pid: POD). Its
+	// further arguments (--dir <podStateDir>) only name its pod, for the
+	// daemon's search for leftovers.
+	if len(os.Args) >= 2 && os.Args[1] == podholder.Command {
 		os.Exit(podholder.Run())
 	}
 	os.Exit(monitor.Main(os.Args[1:]))
