@@ -189,6 +189,9 @@ func (m *Manager) stopMonitor(ctx context.Context, sb *Sandbox) error {
 		// Gone or not answering: make sure it ends.
 		if err != nil || !waitGone(ctx, mon) {
 			m.killMonitor(mon)
+			if !waitGone(ctx, mon) {
+				return fmt.Errorf("the monitor (pid %d) of pod sandbox %s did not end after SIGKILL", mon.PID, sb.ID)
+			}
 		}
 	}
 	m.mu.Lock()
@@ -232,7 +235,9 @@ func waitGone(ctx context.Context, mon *Monitor) bool {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	deadline := time.After(2 * time.Second)
-	for processAlive(mon.PID, mon.StartTime) {
+	// Gone means reaped, not just exited: a zombie still counts in the pod
+	// cgroup, which cannot be removed before.
+	for processExists(mon.PID, mon.StartTime) {
 		select {
 		case <-ctx.Done():
 			return false
@@ -253,6 +258,12 @@ func (m *Manager) killMonitor(mon *Monitor) {
 
 // processAlive says whether pid is still the process that started at
 // startTime and has not exited (a zombie counts as gone).
+// processExists reports whether the process is there, running or a zombie.
+func processExists(pid int, startTime uint64) bool {
+	exists, _ := holderState(&Holder{PID: pid, StartTime: startTime})
+	return exists
+}
+
 func processAlive(pid int, startTime uint64) bool {
 	exists, zombie := holderState(&Holder{PID: pid, StartTime: startTime})
 	return exists && !zombie
