@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/containerd/errdefs"
@@ -26,6 +29,8 @@ func TestToStatus(t *testing.T) {
 		{fmt.Errorf("client left: %w", context.Canceled), codes.Canceled},
 		{status.Error(codes.Aborted, "already a status"), codes.Aborted},
 		{errors.New("untyped"), codes.Unknown},
+		{fmt.Errorf("write record: %w", &os.PathError{Op: "write", Path: "/x", Err: syscall.ENOSPC}), codes.ResourceExhausted},
+		{fmt.Errorf("write layer: %w", syscall.EDQUOT), codes.ResourceExhausted},
 	}
 	for _, tc := range cases {
 		got := toStatus(tc.err)
@@ -34,8 +39,12 @@ func TestToStatus(t *testing.T) {
 			t.Errorf("toStatus(%v) = %v, want %v", tc.err, got, tc.want)
 			continue
 		}
-		if st.Message() != tc.err.Error() && tc.want != codes.Aborted {
+		// The message is the error's; a full disk also says what to do.
+		if !strings.HasPrefix(st.Message(), tc.err.Error()) && tc.want != codes.Aborted {
 			t.Errorf("message changed: %q -> %q", tc.err.Error(), st.Message())
+		}
+		if tc.want == codes.ResourceExhausted && strings.Contains(tc.err.Error(), "write") && !strings.Contains(st.Message(), "free space and retry") {
+			t.Errorf("a full disk's message %q does not say what to do", st.Message())
 		}
 	}
 	if toStatus(nil) != nil {
