@@ -23,6 +23,9 @@ func toContainerConfig(c *runtimeapi.ContainerConfig, img image.Image) (sandbox.
 	if c.GetWindows() != nil && c.GetLinux() == nil {
 		return sandbox.ContainerConfig{}, fmt.Errorf("%w: berth runs Linux containers only", errdefs.ErrInvalidArgument)
 	}
+	if _, ok := runtimeapi.Signal_name[int32(c.GetStopSignal())]; !ok {
+		return sandbox.ContainerConfig{}, fmt.Errorf("%w: stop_signal %d is not a signal of the CRI", errdefs.ErrInvalidArgument, c.GetStopSignal())
+	}
 	linux := c.GetLinux()
 	sc := linux.GetSecurityContext()
 	spec := ocispec.Container{
@@ -205,10 +208,12 @@ func toProfile(kind string, p *runtimeapi.SecurityProfile, legacy string) (*ocis
 }
 
 // stopSignalName turns the CRI's signal enum into a signal name, "" for
-// the runtime default (the image's STOPSIGNAL).
+// the runtime default (the image's STOPSIGNAL). The CRI spells SIGRTMIN+n
+// and SIGRTMAX-n as SIGRTMINPLUSn and SIGRTMAXMINUSn.
 func stopSignalName(s runtimeapi.Signal) string {
 	if s == runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT {
 		return ""
 	}
-	return strings.TrimPrefix(s.String(), "SIGNAL_")
+	name := strings.TrimPrefix(s.String(), "SIGNAL_")
+	return strings.NewReplacer("SIGRTMINPLUS", "SIGRTMIN+", "SIGRTMAXMINUS", "SIGRTMAX-").Replace(name)
 }

@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/berth-runtime/berth/sandbox"
 	"github.com/containerd/errdefs"
@@ -14,6 +15,9 @@ import (
 func (s *Server) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtimeapi.ExecResponse, error) {
 	if len(req.GetCmd()) == 0 {
 		return nil, fmt.Errorf("%w: Exec needs a command (cmd)", errdefs.ErrInvalidArgument)
+	}
+	if err := checkCmd("Exec", req.GetCmd()); err != nil {
+		return nil, err
 	}
 	c, err := s.streamTarget(req.GetContainerId(), "Exec")
 	if err != nil {
@@ -30,6 +34,17 @@ func (s *Server) Exec(ctx context.Context, req *runtimeapi.ExecRequest) (*runtim
 		ContainerId: c.ID, Cmd: req.GetCmd(), Tty: req.GetTty(),
 		Stdin: req.GetStdin(), Stdout: req.GetStdout(), Stderr: req.GetStderr(),
 	})
+}
+
+// checkCmd refuses a command that cannot be executed whatever the
+// container holds: an argument with a NUL byte.
+func checkCmd(rpc string, cmd []string) error {
+	for i, arg := range cmd {
+		if strings.ContainsRune(arg, 0) {
+			return fmt.Errorf("%w: %s: argument %d of the command (%q) contains a NUL byte", errdefs.ErrInvalidArgument, rpc, i, arg)
+		}
+	}
+	return nil
 }
 
 // streamTarget finds the container a streaming request names.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/berth-runtime/berth/sandbox"
@@ -32,9 +33,12 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 	case req.GetTimeout() < 0:
 		return nil, fmt.Errorf("%w: ExecSync timeout %d is negative (0 means none)", errdefs.ErrInvalidArgument, req.GetTimeout())
 	}
+	if err := checkCmd("ExecSync", req.GetCmd()); err != nil {
+		return nil, err
+	}
 	if t := req.GetTimeout(); t > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, time.Duration(t)*time.Second, errExecTimedOut)
+		ctx, cancel = context.WithTimeoutCause(ctx, execSyncTimeout(t), errExecTimedOut)
 		defer cancel()
 	}
 	stdout, stderr := &cappedBuffer{limit: maxExecSyncOutput}, &cappedBuffer{limit: maxExecSyncOutput}
@@ -60,6 +64,16 @@ func (s *Server) ExecSync(ctx context.Context, req *runtimeapi.ExecSyncRequest) 
 		}
 	}
 	return &runtimeapi.ExecSyncResponse{Stdout: out, Stderr: errOut, ExitCode: int32(code)}, nil
+}
+
+// execSyncTimeout is a timeout in seconds as a duration; one too long for
+// a time.Duration (about 292 years) is the longest there is, not an
+// overflow into the past.
+func execSyncTimeout(seconds int64) time.Duration {
+	if seconds > int64(math.MaxInt64/time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(seconds) * time.Second
 }
 
 // cappedBuffer keeps the first limit bytes written and counts the rest;

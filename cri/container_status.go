@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/berth-runtime/berth/sandbox"
 	"github.com/berth-runtime/berth/sandbox/ocispec"
@@ -127,6 +128,7 @@ func toCRISignal(name string) runtimeapi.Signal {
 	if name == "" {
 		return runtimeapi.Signal_SIGNAL_RUNTIME_DEFAULT
 	}
+	name = strings.NewReplacer("SIGRTMIN+", "SIGRTMINPLUS", "SIGRTMAX-", "SIGRTMAXMINUS").Replace(name)
 	if v, ok := runtimeapi.Signal_value["SIGNAL_"+name]; ok {
 		return runtimeapi.Signal(v)
 	}

@@ -3,6 +3,7 @@ package cri
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strings"
 
 	"github.com/berth-runtime/berth/network"
@@ -68,6 +69,12 @@ func toSandboxConfig(c *runtimeapi.PodSandboxConfig, handler string) (sandbox.Co
 		}
 		if pm.HostPort > 65535 || pm.ContainerPort <= 0 || pm.ContainerPort > 65535 {
 			return cfg, fmt.Errorf("%w: port mapping %d->%d is out of range", errdefs.ErrInvalidArgument, pm.HostPort, pm.ContainerPort)
+		}
+		if _, ok := runtimeapi.Protocol_name[int32(pm.Protocol)]; !ok {
+			return cfg, fmt.Errorf("%w: port mapping %d->%d: unknown protocol %d (want TCP, UDP or SCTP)", errdefs.ErrInvalidArgument, pm.HostPort, pm.ContainerPort, pm.Protocol)
+		}
+		if _, err := netip.ParseAddr(pm.HostIp); pm.HostIp != "" && err != nil {
+			return cfg, fmt.Errorf("%w: port mapping %d->%d: host_ip %q is not an IP address", errdefs.ErrInvalidArgument, pm.HostPort, pm.ContainerPort, pm.HostIp)
 		}
 		cfg.PortMappings = append(cfg.PortMappings, network.PortMapping{
 			HostPort: pm.HostPort, ContainerPort: pm.ContainerPort,

@@ -22,6 +22,11 @@ func normalizeRef(ref string) (reference.Named, error) {
 		return nil, fmt.Errorf("%w: image reference is empty", errdefs.ErrInvalidArgument)
 	}
 	named, err := reference.ParseDockerRef(ref)
+	if err == nil && reference.Domain(named) == "" {
+		// The first component looked like a registry ("0_0.0/app") to the
+		// parser's split but is none by the grammar.
+		err = fmt.Errorf("%q is not a registry host name", strings.SplitN(ref, "/", 2)[0])
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q is not a valid image reference (%v); write it like registry.example.com/team/app:1.2 or app@sha256:<digest>",
 			errdefs.ErrInvalidArgument, ref, err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/berth-runtime/berth/internal/atomicfile"
@@ -16,6 +17,7 @@ import (
 	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/containerd/v2/core/mount"
 	"github.com/containerd/errdefs"
+	securejoin "github.com/cyphar/filepath-securejoin"
 	"golang.org/x/sys/unix"
 )
 
@@ -45,8 +47,8 @@ func (m *Manager) CreateContainer(ctx context.Context, sandboxID string, cfg Con
 		ID: newID(), SandboxID: sb.ID, Config: cfg, State: ContainerCreating, CreatedAt: time.Now(),
 	}
 	c.Dir = filepath.Join(m.opts.State, "containers", c.ID)
-	if cfg.LogPath != "" && sb.Config.LogDirectory != "" {
-		c.LogPath = filepath.Join(sb.Config.LogDirectory, cfg.LogPath)
+	if c.LogPath, err = containerLogPath(sb.Config.LogDirectory, cfg.LogPath); err != nil {
+		return Container{}, err
 	}
 	key := nameKey(sb, cfg.Metadata)
 	e, err := m.reserveName(key, c)
@@ -79,10 +81,28 @@ func cleanLogPath(p string) (string, error) {
 	if p == "" {
 		return "", nil
 	}
-	if !filepath.IsLocal(p) {
+	if !filepath.IsLocal(p) || strings.ContainsRune(p, 0) {
 		return "", fmt.Errorf("%w: log path %q must be relative to the pod's log directory, without \"..\"", errdefs.ErrInvalidArgument, p)
 	}
 	return filepath.Clean(p), nil
+}
+
+// containerLogPath is the absolute path of a container's log: its clean
+// log path in the pod's log directory ("" if either is unset). A symlink
+// on the way (the log file included) is refused, so that the log cannot be
+// written outside the directory through one.
+func containerLogPath(dir, rel string) (string, error) {
+	if dir == "" || rel == "" {
+		return "", nil
+	}
+	p := filepath.Join(dir, rel)
+	if len(p) >= unix.PathMax {
+		return "", fmt.Errorf("%w: log path %q in the pod's log directory is longer than the %d bytes of a path", errdefs.ErrInvalidArgument, rel, unix.PathMax-1)
+	}
+	if resolved, err := securejoin.SecureJoin(dir, rel); err != nil || resolved != p {
+		return "", fmt.Errorf("%w: log path %q leads through a symlink in the pod's log directory %q", errdefs.ErrInvalidArgument, rel, dir)
+	}
+	return p, nil
 }
 
 // reserveName records c under kubelet's name for it, or says which

@@ -151,6 +151,12 @@ func (m *Manager) validate(cfg Config) error {
 		return fmt.Errorf("%w: pod sandbox metadata needs name, namespace and uid (got %q, %q, %q)",
 			errdefs.ErrInvalidArgument, md.Name, md.Namespace, md.UID)
 	}
+	// They become CNI_ARGS (K8S_POD_NAME=<name>;...): a ";" would add
+	// arguments of its own, an "=" make every plugin refuse them.
+	if strings.ContainsAny(md.Name+md.Namespace+md.UID, ";=\x00") {
+		return fmt.Errorf("%w: pod sandbox metadata %q, %q, %q must not contain \";\", \"=\" or NUL",
+			errdefs.ErrInvalidArgument, md.Name, md.Namespace, md.UID)
+	}
 	if h := cfg.RuntimeHandler; h != "" && !slices.Contains(m.opts.Handlers, h) {
 		return fmt.Errorf("%w: unknown runtime handler %q: this node has %q (see runtime.handlers in the berth config)",
 			errdefs.ErrInvalidArgument, h, m.opts.Handlers)
@@ -170,8 +176,29 @@ func (m *Manager) validate(cfg Config) error {
 			return err
 		}
 	}
+	if err := validateLogDirectory(cfg.LogDirectory); err != nil {
+		return err
+	}
+	if cfg.CgroupParent != "" {
+		if _, err := podCgroupPath(m.opts.CgroupDriver, cfg.CgroupParent, "validate"); err != nil {
+			return err
+		}
+	}
 	if res := cfg.Resources.WithOverhead(cfg.Overhead); res != nil {
 		return res.Validate()
+	}
+	return nil
+}
+
+// validateLogDirectory checks the pod's log directory (kubelet's
+// /var/log/pods/<namespace>_<name>_<uid>), to which the containers' log
+// paths are joined: absolute, without ".." or NUL.
+func validateLogDirectory(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if !filepath.IsAbs(dir) || slices.Contains(strings.Split(dir, "/"), "..") || strings.ContainsRune(dir, 0) {
+		return fmt.Errorf("%w: log directory %q must be an absolute path without \"..\"", errdefs.ErrInvalidArgument, dir)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/containerd/v2/pkg/oci"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -39,14 +40,16 @@ func (g *Generator) devices(c Container, l *specs.Linux) error {
 		}
 		dst := d.ContainerPath
 		if dst != "" {
-			if !filepath.IsAbs(dst) {
+			if !filepath.IsAbs(dst) || strings.ContainsRune(dst, 0) {
 				return invalidf("device %q: container_path %q must be an absolute path", d.HostPath, d.ContainerPath)
 			}
 			dst = filepath.Clean(dst)
 		}
 		src, err := filepath.EvalSymlinks(d.HostPath)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			return notFoundf("device %q does not exist on this node", d.HostPath)
+		} else if badPathName(err) {
+			return invalidf("device %q: %v", d.HostPath, err)
 		} else if err != nil {
 			return fmt.Errorf("device %q: %w", d.HostPath, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -195,6 +196,15 @@ func checkMount(m Mount, userNS bool) error {
 	if !filepath.IsAbs(m.HostPath) {
 		return invalidf("mount %q: host_path %q must be an absolute path", m.ContainerPath, m.HostPath)
 	}
+	// The container path is cleaned (it cannot leave the rootfs: it is
+	// absolute, and libcontainer resolves it inside); a host path with ".."
+	// is refused, as Kubernetes refuses it for hostPath volumes.
+	if slices.Contains(strings.Split(m.HostPath, "/"), "..") {
+		return invalidf("mount %q: host_path %q must not contain \"..\"", m.ContainerPath, m.HostPath)
+	}
+	if strings.ContainsRune(m.ContainerPath, 0) || strings.ContainsRune(m.HostPath, 0) {
+		return invalidf("mount %q: container_path or host_path %q contains a NUL byte", m.ContainerPath, m.HostPath)
+	}
 	switch m.Propagation {
 	case PropagationPrivate, PropagationHostToCtr, PropagationBidirection:
 	default:
@@ -222,8 +232,10 @@ func checkMount(m Mount, userNS bool) error {
 // (NotFound), so that a typo or a missing device does not silently become
 // an empty directory.
 func (g *Generator) bindMount(b bindReq) (specs.Mount, string, error) {
-	if _, err := os.Stat(b.HostPath); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Stat(b.HostPath); errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 		return specs.Mount{}, "", notFoundf("host path %q of mount %q does not exist; create it first", b.HostPath, b.ContainerPath)
+	} else if badPathName(err) {
+		return specs.Mount{}, "", invalidf("host path %q of mount %q: %v", b.HostPath, b.ContainerPath, err)
 	} else if err != nil {
 		return specs.Mount{}, "", fmt.Errorf("host path %q of mount %q: %w", b.HostPath, b.ContainerPath, err)
 	}
@@ -260,6 +272,12 @@ func (g *Generator) bindMount(b bindReq) (specs.Mount, string, error) {
 		m.UIDMappings, m.GIDMappings = specIDMappings(b.UIDMappings), specIDMappings(b.GIDMappings)
 	}
 	return m, prop, nil
+}
+
+// badPathName reports whether looking a path up failed because of the path
+// itself: too long, too many symlinks, or a NUL byte.
+func badPathName(err error) bool {
+	return errors.Is(err, syscall.ENAMETOOLONG) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.EINVAL)
 }
 
 // checkPropagation is containerd's ensureShared (shared) and

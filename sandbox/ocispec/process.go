@@ -58,6 +58,11 @@ func processArgs(c Container, img imagespec.ImageConfig) ([]string, error) {
 	if len(out) == 0 {
 		return nil, invalidf("no command to run: the container config has no command or args and image has no entrypoint or cmd")
 	}
+	for i, a := range out {
+		if strings.ContainsRune(a, 0) {
+			return nil, invalidf("argument %d of the command (%q) contains a NUL byte", i, a)
+		}
+	}
 	return out, nil
 }
 
@@ -66,7 +71,7 @@ func processArgs(c Container, img imagespec.ImageConfig) ([]string, error) {
 func workingDir(c Container, img imagespec.ImageConfig) (string, error) {
 	switch {
 	case c.WorkingDir != "":
-		if !path.IsAbs(c.WorkingDir) {
+		if !path.IsAbs(c.WorkingDir) || strings.ContainsRune(c.WorkingDir, 0) {
 			return "", invalidf("working_dir %q must be an absolute path", c.WorkingDir)
 		}
 		return c.WorkingDir, nil
@@ -100,6 +105,9 @@ func environment(hostname string, tty bool, imageEnv []string, ctrEnv []KeyValue
 		}
 		if strings.ContainsRune(kv.Key, 0) || strings.ContainsRune(kv.Value, 0) {
 			return nil, invalidf("environment variable %q contains a NUL byte", kv.Key)
+		}
+		if strings.Contains(kv.Key, "=") {
+			return nil, invalidf("environment variable name %q contains \"=\"", kv.Key)
 		}
 		e.set(kv.Key + "=" + kv.Value)
 	}
