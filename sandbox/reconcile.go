@@ -13,8 +13,8 @@ package sandbox
 //     mounts) and the volumes directories under <root>/volumes;
 //   - writable snapshots and image-volume views in the image store (by the
 //     containers' leases);
-//   - pod cgroups under berth's default parent (berth-pod-<id>), where no
-//     kubelet-given parent hides them;
+//   - the pod cgroup of a pod directory no record owns (only those: other
+//     berth daemons on the host may have cgroups under the same parent);
 //   - CNI attachments in libcni's cache (DEL releases their addresses).
 //
 // Nothing found is a normal start; what was removed is logged, one line
@@ -125,8 +125,8 @@ func (m *Manager) reconcileContainers(ctx context.Context, rep reconcileReport, 
 	}
 }
 
-// reconcilePods removes pod directories, pod cgroups under berth's default
-// parent and CNI attachments that no sandbox record owns.
+// reconcilePods removes pod directories (with their cgroups under berth's
+// default parent) and CNI attachments that no sandbox record owns.
 func (m *Manager) reconcilePods(ctx context.Context, rep reconcileReport, knownPod func(string) bool) {
 	for _, id := range listDir(filepath.Join(m.opts.State, "sandboxes")) {
 		if knownPod(id) {
@@ -142,20 +142,6 @@ func (m *Manager) reconcilePods(ctx context.Context, rep reconcileReport, knownP
 			continue
 		}
 		rep.add("pod directory", id)
-	}
-	for _, id := range m.defaultParentPodCgroups() {
-		if knownPod(id) {
-			continue
-		}
-		p, err := podCgroupPath(m.opts.CgroupDriver, "", id)
-		if err != nil {
-			continue
-		}
-		if err := LoadPodCgroup(CgroupState{Driver: m.opts.CgroupDriver, Path: p, Owned: true}).Remove(); err != nil {
-			m.log.ErrorContext(ctx, "could not remove the cgroup of an unknown pod", "pod_id", id, "error", err)
-			continue
-		}
-		rep.add("pod cgroup", id)
 	}
 	if m.opts.Network != nil {
 		released, err := m.opts.Network.ReleaseOrphans(ctx, knownPod)
@@ -219,36 +205,6 @@ func (m *Manager) findPodProcesses() []podProcess {
 		}
 		out = append(out, podProcess{pid: pid, startTime: start, podID: id, dir: args[i+1],
 			holder: slices.Contains(args, podholder.Command)})
-	}
-	return out
-}
-
-// defaultParentPodCgroups lists the pods with a cgroup under berth's
-// default parent, in any hierarchy.
-func (m *Manager) defaultParentPodCgroups() []string {
-	var pattern []string
-	switch m.opts.CgroupDriver {
-	case DriverCgroupfs:
-		for _, root := range []string{"/sys/fs/cgroup/*", "/sys/fs/cgroup"} {
-			pattern = append(pattern, filepath.Join(root, DefaultCgroupfsParent, "berth-pod-*"))
-		}
-	default:
-		return nil // systemd: the default slice's children are systemd's to list
-	}
-	seen := map[string]bool{}
-	var out []string
-	for _, p := range pattern {
-		matches, _ := filepath.Glob(p)
-		for _, d := range matches {
-			if st, err := os.Stat(d); err != nil || !st.IsDir() {
-				continue
-			}
-			id := strings.TrimPrefix(filepath.Base(d), "berth-pod-")
-			if !seen[id] {
-				seen[id] = true
-				out = append(out, id)
-			}
-		}
 	}
 	return out
 }
