@@ -14,7 +14,7 @@ APT_PACKAGES := gcc make git pkg-config libseccomp-dev busybox-static iptables i
 
 export CGO_ENABLED := 1
 
-.PHONY: all build cni-plugins install deps run test fmt-check vet unit bench clean
+.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean
 
 all: build cni-plugins
 
@@ -75,10 +75,32 @@ test: fmt-check vet cni-plugins
 	BERTH_INTEGRATION=1 BERTH_RACE=1 BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni \
 		$(GO) test -race -tags '$(TAGS)' -timeout 25m -count=1 ./...
 
+## chaos: the chaos test alone, big: N stable pods while berth is SIGKILLed KILLS times amid pod churn (as root)
+N     ?= 30
+KILLS ?= 6
+chaos: cni-plugins
+	@if [ "$$(id -u)" != 0 ]; then echo "make chaos runs real containers: run it as root"; exit 1; fi
+	BERTH_INTEGRATION=1 BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni BERTH_CHAOS_PODS=$(N) BERTH_CHAOS_KILLS=$(KILLS) \
+		$(GO) test -tags '$(TAGS)' -timeout 30m -count=1 -v -run '^TestChaosDaemonKills$$' ./conformance/
+
 ## bench: benchmarks (speed and memory live here, never in timed test assertions)
 bench: cni-plugins
 	@if [ "$$(id -u)" != 0 ]; then echo "make bench runs real pods and pulls: run it as root"; exit 1; fi
 	BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni $(GO) test -tags '$(TAGS)' -run '^$$' -bench . -benchmem ./...
+
+## fuzz: each fuzz target (request validation) for FUZZTIME, one after another; a
+## crasher lands in <pkg>/testdata/fuzz/<Target>/ and then runs in every `go test`
+FUZZTIME         ?= 2m
+FUZZMINIMIZETIME ?= 1s
+FUZZ_TARGETS     ?= ./cri:FuzzRunPodSandboxConfig ./cri:FuzzCreateContainerConfig ./cri:FuzzMount \
+	./cri:FuzzExecSyncRequest ./sandbox:FuzzLogPath ./sandbox:FuzzLabelSelector ./image:FuzzImageReference
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -tags '$(TAGS)' -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) \
+			-fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || exit 1; \
+	done
 
 clean:
 	rm -rf bin

@@ -2,6 +2,9 @@ package sandbox
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/berth-runtime/berth/network"
 )
@@ -11,13 +14,26 @@ import (
 // a ready sandbox whose network namespace did not survive (a reboot) is
 // marked not ready, as kubelet expects, and can be removed cleanly.
 func (m *Manager) recover(ctx context.Context) {
+	// A crash during a record's atomic write leaves its temporary file;
+	// nothing writes records yet, so every one is such a leftover.
+	for _, dir := range []string{m.records.dir, m.ctrRecords.dir} {
+		m.removeTempRecords(ctx, dir)
+	}
 	sandboxes, bad := m.records.loadAll()
 	for name, err := range bad {
 		m.log.ErrorContext(ctx, "skipping unreadable sandbox record", "file", name, "error", err)
 	}
+	var procs []podProcess // this berth's monitors and holders, looked up once if needed
+	procsRead := false
 	for _, sb := range sandboxes {
 		log := m.log.With("pod_id", sb.ID)
 		if sb.State == StateCreating {
+			if sb.PIDHolder == nil {
+				if !procsRead {
+					procs, procsRead = m.findPodProcesses(), true
+				}
+				adoptUnrecordedHolder(sb, procs)
+			}
 			if err := m.teardown(ctx, sb); err != nil {
 				log.ErrorContext(ctx, "could not roll back an interrupted RunPodSandbox; retrying at the next start", "error", err)
 				continue
@@ -40,4 +56,32 @@ func (m *Manager) recover(ctx context.Context) {
 	}
 	m.recoverContainers(ctx)
 	m.reconcile(ctx)
+}
+
+// removeTempRecords deletes the temporary files atomicfile.WriteFile left in
+// a record directory (".<id>.json.tmp-<n>") when berth died mid-write.
+func (m *Manager) removeTempRecords(ctx context.Context, dir string) {
+	for _, name := range listDir(dir) {
+		if !strings.HasPrefix(name, ".") || !strings.Contains(name, ".json.tmp-") {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !os.IsNotExist(err) {
+			m.log.ErrorContext(ctx, "could not remove a record's leftover temporary file", "file", name, "error", err)
+			continue
+		}
+		m.log.InfoContext(ctx, "removed a record's temporary file left by a crash", "file", name)
+	}
+}
+
+// adoptUnrecordedHolder gives a sandbox whose creation a crash cut off the
+// PID namespace holder it had started but not yet recorded, found by its
+// --dir, so that the rollback ends it: the holder is in the pod cgroup,
+// which cannot be removed while it lives.
+func adoptUnrecordedHolder(sb *Sandbox, procs []podProcess) {
+	for _, p := range procs {
+		if p.holder && p.podID == sb.ID {
+			sb.PIDHolder = &Holder{PID: p.pid, StartTime: p.startTime, Pin: filepath.Join(p.dir, "pid")}
+			return
+		}
+	}
 }

@@ -36,8 +36,12 @@ func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
 	// From the directory, not the record: a crash can come between pinning
 	// and saving the record, and removal of absent pins is harmless.
 	errs = append(errs, RemovePinnedNamespaces(PinPaths(sb.Dir)))
-	if sb.Cgroup.Path != "" {
-		errs = append(errs, LoadPodCgroup(sb.Cgroup).Remove())
+	cg := sb.Cgroup
+	if cg.Path == "" {
+		cg = m.unrecordedPodCgroup(sb)
+	}
+	if cg.Path != "" {
+		errs = append(errs, LoadPodCgroup(cg).Remove())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("tear down pod sandbox %s: %w", sb.ID, err)
@@ -46,4 +50,28 @@ func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
 		return fmt.Errorf("remove sandbox dir: %w", err)
 	}
 	return nil
+}
+
+// unrecordedPodCgroup finds the pod cgroup of a sandbox whose record does
+// not name one: RunPodSandbox records the sandbox before it makes the
+// cgroup, and records the cgroup only after, so a crash in between leaves
+// a cgroup that only its path can find. Below berth's default parent that
+// path is the pod's own (berth-pod-<id>); a kubelet-given parent is
+// kubelet's, and is left alone. It returns the zero state if there is none.
+func (m *Manager) unrecordedPodCgroup(sb *Sandbox) CgroupState {
+	if sb.Config.CgroupParent != "" {
+		return CgroupState{}
+	}
+	p, err := podCgroupPath(m.opts.CgroupDriver, "", sb.ID)
+	if err != nil {
+		return CgroupState{}
+	}
+	st := CgroupState{Driver: m.opts.CgroupDriver, Path: p, Owned: true}
+	c := LoadPodCgroup(st)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if mgr, err := c.manager(); err != nil || !anyExists(mgr) {
+		return CgroupState{}
+	}
+	return st
 }

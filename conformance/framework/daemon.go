@@ -137,6 +137,10 @@ type Daemon struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error // process exit status, valid once exited is closed
+
+	// bin and args start the process again (Restart).
+	bin  string
+	args []string
 }
 
 // Pid is the daemon's process ID (for memory measurements).
@@ -228,23 +232,105 @@ func LaunchDaemon(t testing.TB, opts DaemonOptions) (*Daemon, error) {
 		return nil, err
 	}
 	defer logFile.Close()
-	d.cmd = exec.Command(bin, append(args, opts.Args...)...)
-	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
-	// Its own process group, so a Ctrl-C on the test does not reach it twice.
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start berth: %w", err)
+	d.bin, d.args = bin, append(args, opts.Args...)
+	if err := d.spawn(logFile); err != nil {
+		return nil, err
 	}
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.exited)
-	}()
 	t.Cleanup(func() { d.teardown(t) })
 
 	if err := d.waitReady(60 * time.Second); err != nil {
 		return nil, fmt.Errorf("%w\n--- berth log ---\n%s", err, d.Logs())
 	}
 	return d, nil
+}
+
+// spawn starts the berth process with its output to logFile.
+func (d *Daemon) spawn(logFile *os.File) error {
+	cmd := exec.Command(d.bin, d.args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group, so a Ctrl-C on the test does not reach it twice.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start berth: %w", err)
+	}
+	exited := make(chan struct{})
+	d.cmd, d.exited = cmd, exited
+	go func() {
+		err := cmd.Wait()
+		d.err = err
+		close(exited)
+	}()
+	return nil
+}
+
+// Restart starts berth again, after it exited (a test killed it), with the
+// same command line: the same socket, root, state, CNI network and config.
+// Its output is appended to the same log, after a marker line. It waits
+// until the new process answers Version and replaces Conn, Runtime and
+// Images (the old connection is closed); a connection of the test's own to
+// Endpoint() reconnects by itself. The teardown registered by StartDaemon
+// applies to the restarted process.
+func (d *Daemon) Restart(t testing.TB) {
+	t.Helper()
+	if !d.Exited() {
+		t.Fatalf("Restart: berth (pid %d) is still running", d.cmd.Process.Pid)
+	}
+	logFile, err := os.OpenFile(d.LogPath, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	fmt.Fprintf(logFile, "=== test: berth (pid %d) exited (%v); restarting it ===\n", d.cmd.Process.Pid, d.err)
+	if d.Conn != nil {
+		d.Conn.Close()
+		d.Conn = nil
+	}
+	for attempt := 1; ; attempt++ {
+		from := len(d.Logs())
+		if err := d.spawn(logFile); err != nil {
+			t.Fatal(err)
+		}
+		err := d.waitReady(60 * time.Second)
+		if err == nil {
+			return
+		}
+		// A process forked by the killed berth holds its lock files until
+		// it execs (close-on-exec): the new berth refuses to start meanwhile,
+		// and a supervisor would start it again. So does this.
+		holders := lockHolders(d.Root, d.State)
+		if !d.Exited() || !strings.Contains(d.Logs()[from:], "is held") || attempt == 5 {
+			t.Fatalf("restart: %v\nprocesses holding berth's lock files: %v\n--- berth log ---\n%s", err, holders, d.Logs())
+		}
+		t.Logf("restart: berth found its lock still held (by %v); starting it again once released", holders)
+		for deadline := time.Now().Add(30 * time.Second); len(holders) > 0 && time.Now().Before(deadline); holders = lockHolders(d.Root, d.State) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		d.Conn.Close()
+		d.Conn = nil
+	}
+}
+
+// lockHolders lists the processes that have berth's lock file in root or
+// state open, as "pid: command line".
+func lockHolders(root, state string) []string {
+	locks := []string{filepath.Join(root, "berth.lock"), filepath.Join(state, "berth.lock")}
+	var out []string
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		fds, _ := os.ReadDir(filepath.Join("/proc", p.Name(), "fd"))
+		for _, fd := range fds {
+			target, err := os.Readlink(filepath.Join("/proc", p.Name(), "fd", fd.Name()))
+			if err == nil && (target == locks[0] || target == locks[1]) {
+				cmdline, _ := os.ReadFile(filepath.Join("/proc", p.Name(), "cmdline"))
+				out = append(out, p.Name()+": "+string(bytes.ReplaceAll(bytes.TrimRight(cmdline, "\x00"), []byte{0}, []byte{' '})))
+				break
+			}
+		}
+	}
+	return out
 }
 
 // waitReady polls until Version answers, the process exits, or timeout.
