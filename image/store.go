@@ -157,7 +157,27 @@ func (s *Store) recoverInterruptedPulls(ctx context.Context) error {
 		}
 		s.log.InfoContext(ctx, "removed an interrupted pull", "image", l.Labels[pullLeaseLabel])
 	}
+	s.sweepSnapshotsAtNextCollection(ctx)
 	return s.collectGarbage(ctx)
+}
+
+// sweepSnapshotsAtNextCollection makes the next garbage collection compare
+// the overlay snapshotter's own snapshots and directories with the metadata
+// and remove what the metadata does not know: the snapshot of a Prepare
+// that a crash cut off between the overlay snapshotter's commit and the
+// metadata's, and its half-made directory. containerd's collector does that
+// only for a snapshotter marked dirty, which happens when one of its
+// snapshots is removed, so remove a throwaway one. A failure only means the
+// orphans wait for the next removal.
+func (s *Store) sweepSnapshotsAtNextCollection(ctx context.Context) {
+	key := fmt.Sprintf("berth-startup-sweep-%d", time.Now().UnixNano())
+	if _, err := s.snapshotter.Prepare(ctx, key, ""); err != nil {
+		s.log.WarnContext(ctx, "could not check the snapshotter for snapshots left by a crash", "error", err)
+		return
+	}
+	if err := s.snapshotter.Remove(ctx, key); err != nil {
+		s.log.WarnContext(ctx, "could not check the snapshotter for snapshots left by a crash", "error", err)
+	}
 }
 
 // collectGarbage removes content and snapshots no image or lease references.

@@ -48,20 +48,3 @@ func (m *Manager) recoverContainers(ctx context.Context) {
 		m.monitorDied(sb.ID, mon.PID)
 	}
 }
-
-// monitorLives tells a monitor that survived from one that did not. A
-// monitor renewing itself (an exec from one of its threads) shows as a
-// zombie for a moment, while the kernel replaces its thread group leader:
-// one look at /proc then takes it for dead, and its running containers
-// would be reported exited. So a monitor that does not look alive must
-// also not answer: a renewing one answers once renewed (it keeps its
-// listening socket), a dead one's socket refuses at once.
-func monitorLives(ctx context.Context, mon *Monitor, client *monitorapi.Client) bool {
-	if processAlive(mon.PID, mon.StartTime) {
-		return true
-	}
-	ctx, cancel := context.WithTimeout(ctx, monitorStartTimeout)
-	defer cancel()
-	_, err := client.Hello(ctx)
-	return err == nil
-}

@@ -54,7 +54,7 @@ func (m *Manager) followMonitor(ctx context.Context, podID string, c *monitorapi
 			mon = *sb.Monitor
 		}
 		m.mu.RUnlock()
-		if mon.PID == 0 || !processAlive(mon.PID, mon.StartTime) {
+		if mon.PID == 0 || !monitorLives(ctx, &mon, c) {
 			m.monitorDied(podID, mon.PID)
 			return
 		}
@@ -141,7 +141,16 @@ func (m *Manager) refreshContainer(ctx context.Context, e *containerEntry) {
 // exit the monitor recorded before it died is taken as is; otherwise the
 // container is reported exited with a message that says why.
 func (m *Manager) monitorDied(podID string, pid int) {
-	m.log.Error("pod monitor is gone; its containers are reported exited", "pod_id", podID, "monitor_pid", pid)
+	var lost []string
+	defer func() {
+		// An error only when it cost running containers: a monitor with
+		// none left (its pod stopped, or after a reboot) is no news.
+		if len(lost) > 0 {
+			m.log.Error("pod monitor is gone; its running containers are reported exited", "pod_id", podID, "monitor_pid", pid, "container_ids", lost)
+		} else {
+			m.log.Info("pod monitor is gone; it had no running container", "pod_id", podID, "monitor_pid", pid)
+		}
+	}()
 	for _, e := range m.podContainers(podID) {
 		m.mu.Lock()
 		c := e.rec
@@ -151,6 +160,7 @@ func (m *Manager) monitorDied(podID string, pid int) {
 		}
 		x, err := readExitFile(c.Dir)
 		if err != nil {
+			lost = append(lost, c.ID)
 			x = monitorapi.Exit{
 				Code: 255, FinishedAt: time.Now(),
 				Message: fmt.Sprintf("the pod's monitor (pid %d) died, so the container's end is unknown: remove the pod", pid),

@@ -49,11 +49,9 @@ func (m *Manager) monitorClient(sb *Sandbox) *monitorapi.Client {
 func (m *Manager) ensureMonitor(ctx context.Context, sb *Sandbox) (*monitorapi.Client, error) {
 	if mon := sb.Monitor; mon != nil {
 		c := monitorapi.NewClient(mon.Socket)
-		if processAlive(mon.PID, mon.StartTime) {
-			if _, err := c.Hello(ctx); err == nil {
-				m.watchMonitor(sb.ID, c)
-				return c, nil
-			}
+		if h, err := c.Hello(ctx); err == nil && h.Pid == mon.PID {
+			m.watchMonitor(sb.ID, c)
+			return c, nil
 		}
 		return nil, fmt.Errorf("%w: the monitor of pod sandbox %s (pid %d) is not answering: stop and remove the pod",
 			errdefs.ErrUnavailable, sb.ID, mon.PID)
@@ -179,8 +177,7 @@ func (m *Manager) stopMonitor(ctx context.Context, sb *Sandbox) error {
 		return nil
 	}
 	m.unwatchMonitor(sb.ID)
-	if processAlive(mon.PID, mon.StartTime) {
-		client := monitorapi.NewClient(mon.Socket)
+	if client := monitorapi.NewClient(mon.Socket); monitorLives(ctx, mon, client) {
 		m.removeStrays(ctx, sb.ID, client)
 		err := client.Shutdown(ctx)
 		if errdefs.IsFailedPrecondition(err) {
@@ -249,9 +246,31 @@ func waitGone(ctx context.Context, mon *Monitor) bool {
 	return true
 }
 
-// killMonitor SIGKILLs a monitor if it still is the process recorded.
+// monitorLives tells a monitor that lives from one that died. /proc alone
+// cannot: a monitor renewing itself (an exec from one of its threads other
+// than the main one) shows as a zombie for a moment, while the kernel
+// replaces its thread group leader, and taking it for dead would report
+// its running containers exited or leave it running unowned. So a monitor
+// that does not look alive must also not answer: a renewing one answers
+// once renewed (its listening socket stays open across the exec), a dead
+// one's socket refuses at once.
+func monitorLives(ctx context.Context, mon *Monitor, client *monitorapi.Client) bool {
+	if processAlive(mon.PID, mon.StartTime) {
+		return true
+	}
+	if !processExists(mon.PID, mon.StartTime) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, monitorStartTimeout)
+	defer cancel()
+	h, err := client.Hello(ctx)
+	return err == nil && h.Pid == mon.PID
+}
+
+// killMonitor SIGKILLs a monitor if it still is the process recorded (a
+// zombie included: it may be one renewing itself).
 func (m *Manager) killMonitor(mon *Monitor) {
-	if mon.PID > 0 && (mon.StartTime == 0 || processAlive(mon.PID, mon.StartTime)) {
+	if mon.PID > 0 && (mon.StartTime == 0 || processExists(mon.PID, mon.StartTime)) {
 		_ = unix.Kill(mon.PID, unix.SIGKILL)
 	}
 }

@@ -41,7 +41,7 @@ func listenUnix(path string, gid int) (*socketListener, error) {
 		}
 	}
 	// The lock serialises two daemons racing for the same stale socket.
-	lock, err := acquireLock(path + ".lock")
+	lock, err := acquireLock(path+".lock", lockWait)
 	if err != nil {
 		return nil, err
 	}
@@ -94,19 +94,34 @@ func removeStaleSocket(path string) error {
 	return nil
 }
 
-// acquireLock takes an exclusive, non-blocking flock on path. The kernel drops
-// it when the process dies, so a crash never leaves a lock that blocks restart.
-func acquireLock(path string) (*os.File, error) {
+// lockWait is how long berth waits for a lock another process holds. A
+// berth that was just killed can leave its lock held for a moment: a child
+// it was forking keeps a copy of the lock's file descriptor until that child
+// execs (close-on-exec), and a supervisor restarts berth at once.
+const lockWait = 5 * time.Second
+
+// acquireLock takes an exclusive flock on path, waiting up to wait while
+// another process holds it. The kernel drops it when the process dies, so a
+// crash never leaves a lock that blocks restart.
+func acquireLock(path string, wait time.Duration) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, fmt.Errorf("another berth is already running with %s (lock %s is held): stop it first, or give this berth its own --root, --state and --listen", filepath.Dir(path), path)
+	deadline := time.Now().Add(wait)
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // flock has no timed wait
 	}
-	return f, nil
+	f.Close()
+	if errors.Is(err, unix.EWOULDBLOCK) {
+		return nil, fmt.Errorf("another berth is already running with %s (lock %s is held): stop it first, or give this berth its own --root, --state and --listen", filepath.Dir(path), path)
+	}
+	return nil, fmt.Errorf("lock %s: %w", path, err)
 }

@@ -40,7 +40,7 @@ func serve(cfg config.Config, logOut io.Writer) error {
 		filepath.Join(cfg.Root, "berth.lock"),
 		filepath.Join(cfg.State, "berth.lock"),
 	} {
-		lock, err := acquireLock(lockPath)
+		lock, err := acquireLock(lockPath, lockWait)
 		if err != nil {
 			return err
 		}
