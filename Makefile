@@ -14,7 +14,7 @@ APT_PACKAGES := gcc make git pkg-config libseccomp-dev busybox-static iptables i
 
 export CGO_ENABLED := 1
 
-.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean
+.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean e2e
 
 all: build cni-plugins
 
@@ -33,10 +33,12 @@ cni-plugins:
 			github.com/containernetworking/plugins/plugins/$$p || exit 1; \
 	done
 
-## install: berth, CNI plugins; default config and CNI network only where none exist
+## install: berth, CNI plugins, the systemd unit; default config and CNI network only where none exist
 install: build cni-plugins
 	install -D -m 0755 bin/berth $(DESTDIR)$(PREFIX)/bin/berth
 	install -D -m 0755 bin/berth-monitor $(DESTDIR)$(PREFIX)/bin/berth-monitor
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/berth|$(PREFIX)/bin/berth|' contrib/systemd/berth.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/berth.service
 	install -d -m 0755 $(DESTDIR)$(CNI_BIN)
 	install -m 0755 bin/cni/* $(DESTDIR)$(CNI_BIN)/
 	@if [ ! -e $(DESTDIR)/etc/berth/berth.toml ]; then \
@@ -101,6 +103,21 @@ fuzz:
 		$(GO) test -tags '$(TAGS)' -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) \
 			-fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg || exit 1; \
 	done
+
+## e2e: berth under a real kubelet and control plane (etcd, kube-apiserver, controller-manager,
+## scheduler, all on 127.0.0.1), as root. The Kubernetes binaries are built once per version
+## (conformance/e2e/k8s/K8S_VERSION) into bin/k8s/<version>/ by conformance/e2e/build-k8s.sh.
+E2E_APT_PACKAGES := etcd-server
+K8S_VERSION       = $(shell cat conformance/e2e/k8s/K8S_VERSION)
+E2E_TIMEOUT      ?= 30m
+e2e: build cni-plugins
+	@if [ "$$(id -u)" != 0 ]; then echo "make e2e runs a kubelet and containers: run it as root"; exit 1; fi
+	@if dpkg -s $(E2E_APT_PACKAGES) >/dev/null 2>&1; then echo "apt packages for e2e present"; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(E2E_APT_PACKAGES); fi
+	GO=$(GO) conformance/e2e/build-k8s.sh
+	BERTH_E2E=1 BERTH_K8S_BIN=$(CURDIR)/bin/k8s/$(K8S_VERSION) BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni \
+		BERTH_BINARY=$(CURDIR)/bin/berth \
+		$(GO) test -tags '$(TAGS)' -timeout $(E2E_TIMEOUT) -count=1 -v ./conformance/e2e/
 
 clean:
 	rm -rf bin
