@@ -59,7 +59,7 @@ func (m *Manager) ExecContainer(ctx context.Context, id string, opts ExecOptions
 	}
 	m.mu.RLock()
 	c, sb := e.rec, m.sandboxes[e.rec.SandboxID]
-	state, cid, bundle := c.State, c.ID, c.Dir
+	state, cid, bundle, pid := c.State, c.ID, c.Dir, c.Pid
 	m.mu.RUnlock()
 	if state != ContainerRunning {
 		return -1, fmt.Errorf("%w: container %s is %s, not running: exec needs a running container", errdefs.ErrFailedPrecondition, cid, state)
@@ -72,6 +72,11 @@ func (m *Manager) ExecContainer(ctx context.Context, id string, opts ExecOptions
 		Args: opts.Cmd, TTY: opts.TTY, Width: 80, Height: 24,
 	}, opts)
 	if err != nil {
+		if containerEnded(e, pid) {
+			// libcontainer failed to join namespaces that went away with
+			// the container: the caller's precondition, not our fault.
+			return -1, fmt.Errorf("%w: container %s exited while the exec was starting: exec needs a running container", errdefs.ErrFailedPrecondition, cid)
+		}
 		return -1, err
 	}
 	log := m.log.With("container", cid, "pod", sb.ID, "pid", x.proc.Pid())
@@ -311,3 +316,22 @@ type writeError struct{ err error }
 
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
+
+// containerEnded says whether the container whose init had pid has exited
+// (or is exiting: a zombie), whether or not its monitor reported it yet.
+func containerEnded(e *containerEntry, pid int) bool {
+	select {
+	case <-e.exited:
+		return true
+	default:
+	}
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	fields := statFields(string(b))
+	return len(fields) > 0 && fields[0] == "Z"
+}

@@ -94,3 +94,27 @@ func TestMonitorLivesAsksAZombie(t *testing.T) {
 		t.Error("a pid reused by another process was taken for the monitor")
 	}
 }
+
+// An exec that failed to start is the caller's precondition when the
+// container ended meanwhile: reported exited, or its init gone or a zombie,
+// before its monitor said so.
+func TestContainerEnded(t *testing.T) {
+	running := newContainerEntry(&Container{State: ContainerRunning}, "c")
+	if containerEnded(running, os.Getpid()) {
+		t.Error("a container whose init runs was taken for ended")
+	}
+	if !containerEnded(running, zombie(t).PID) {
+		t.Error("a container whose init is a zombie was not taken for ended")
+	}
+	gone := exec.Command("/bin/true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	if !containerEnded(running, gone.Process.Pid) {
+		t.Error("a container whose init is gone was not taken for ended")
+	}
+	reported := newContainerEntry(&Container{State: ContainerExited}, "c")
+	if !containerEnded(reported, os.Getpid()) {
+		t.Error("a container reported exited was not taken for ended")
+	}
+}
