@@ -19,6 +19,7 @@ import (
 	"github.com/berth-runtime/berth/sandbox"
 	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/containerd/v2/pkg/apparmor"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
@@ -48,6 +49,8 @@ type Server struct {
 	userNamespaces bool
 	// stream serves the URLs of Exec, Attach and PortForward.
 	stream *streamServer
+	// metrics are the Prometheus collectors; nil when metrics are off.
+	metrics *metrics
 }
 
 // Options are settings of a server that are not berth configuration.
@@ -55,6 +58,9 @@ type Options struct {
 	// MonitorArgs go before the monitor's own arguments: a test binary
 	// that serves as the monitor is started as "<binary> monitor ...".
 	MonitorArgs []string
+	// Metrics, if set, is the registry the server's Prometheus collectors
+	// are registered on (the daemon's own, never the global default).
+	Metrics prometheus.Registerer
 }
 
 // New loads the server's state from the configured root and state
@@ -67,6 +73,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 	if err != nil {
 		return nil, fmt.Errorf("find berth's own executable: %w", err)
 	}
+	m, err := newMetrics(opts.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	images, err := image.Open(ctx, image.Options{
 		Dir:                    filepath.Join(cfg.Root, "image"),
 		RegistryConfigDir:      cfg.Image.RegistryConfigDir,
@@ -74,6 +84,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		ProgressTimeout:        cfg.Image.PullProgressTimeout.Std(),
 		Pinned:                 cfg.Image.PinnedImages,
 		Log:                    log,
+		Observer:               m.imageObserver(),
 	})
 	if err != nil {
 		return nil, err
@@ -91,6 +102,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		BinDirs:  cfg.CNI.BinDirs,
 		CacheDir: cniCache,
 		Log:      log,
+		Observer: m.networkObserver(),
 	})
 	sandboxes, err := sandbox.NewManager(ctx, sandbox.Options{
 		Root:         cfg.Root,
@@ -112,6 +124,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		MonitorArgs:     opts.MonitorArgs,
 		MonitorLogLevel: cfg.Log.Level,
 		MonitorHelper:   helper,
+		Observer:        m.sandboxObserver(),
 	})
 	if err != nil {
 		images.Close()
@@ -122,6 +135,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		images.Close()
 		return nil, err
 	}
+	if opts.Metrics != nil {
+		if err := opts.Metrics.Register(newStateCollector(sandboxes.Counts)); err != nil {
+			stream.Close()
+			images.Close()
+			return nil, fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	return &Server{
 		cfg:           cfg,
 		log:           log,
@@ -131,6 +151,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options)
 		sandboxes:     sandboxes,
 		monitorBinary: monitorBinary,
 		stream:        stream,
+		metrics:       m,
 
 		recursiveReadOnly: kernelHasMountSetattr(),
 		userNamespaces:    hostSupportsUserNamespaces(),

@@ -2,20 +2,32 @@ package image
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/containerd/containerd/v2/core/images"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // progress counts the bytes a pull receives from registries and cancels the
 // pull when downloads are open but no byte arrived for timeout. Unpacking or
-// waiting between requests never counts as a stall.
+// waiting between requests never counts as a stall. It also counts the
+// manifest's layers and those downloaded, for the progress log.
 type progress struct {
 	timeout  time.Duration
 	bytes    atomic.Uint64
 	inflight atomic.Int64
+	// onBytes is told of every read (the Observer's PullBytes).
+	onBytes func(int)
+
+	layers     atomic.Int64 // layers of the manifest being pulled
+	layerBytes atomic.Int64 // their total (compressed) size
+	layersDone atomic.Int64 // layers downloaded (or found in the content store)
 }
 
 // errStalled is the cancel cause of a pull that made no progress.
@@ -92,7 +104,12 @@ type countingBody struct {
 
 func (b *countingBody) Read(buf []byte) (int, error) {
 	n, err := b.ReadCloser.Read(buf)
-	b.p.bytes.Add(uint64(n))
+	if n > 0 {
+		b.p.bytes.Add(uint64(n))
+		if b.p.onBytes != nil {
+			b.p.onBytes(n)
+		}
+	}
 	return n, err
 }
 
@@ -101,4 +118,44 @@ func (b *countingBody) Close() error {
 		b.p.inflight.Add(-1)
 	}
 	return b.ReadCloser.Close()
+}
+
+// countLayers wraps the pull's fetch handler: the layers a manifest names
+// are the pull's total, and each layer the handler got is one done. Layers
+// whose snapshot is already on the node are not fetched again, so done
+// may stay below the total of an image that shares layers with another.
+func (p *progress) countLayers(h images.Handler) images.Handler {
+	return images.HandlerFunc(func(ctx context.Context, desc ocispec.Descriptor) ([]ocispec.Descriptor, error) {
+		children, err := h.Handle(ctx, desc)
+		switch {
+		case err != nil && !errors.Is(err, images.ErrSkipDesc):
+		case images.IsManifestType(desc.MediaType):
+			for _, c := range children {
+				if images.IsLayerType(c.MediaType) {
+					p.layers.Add(1)
+					p.layerBytes.Add(c.Size)
+				}
+			}
+		case images.IsLayerType(desc.MediaType):
+			p.layersDone.Add(1)
+		}
+		return children, err
+	})
+}
+
+// report logs the pull's progress every interval until ctx ends, so that
+// an operator sees a long pull advance (or not): quick pulls log nothing.
+func (p *progress) report(ctx context.Context, log *slog.Logger, ref string, interval time.Duration) {
+	start := time.Now()
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			log.InfoContext(ctx, "pulling image", "image", ref, "bytes", p.bytes.Load(), "total_bytes", p.layerBytes.Load(),
+				"layers_done", p.layersDone.Load(), "layers", p.layers.Load(), "elapsed", time.Since(start).Round(time.Second))
+		}
+	}
 }

@@ -58,6 +58,9 @@ func (s *Store) pull(ctx context.Context, named reference.Named, auth *Auth) (_ 
 	name := named.String()
 	start := time.Now()
 	ctx = namespaces.WithNamespace(ctx, Namespace)
+	obs := s.observer()
+	obs.PullStarted(name)
+	defer func() { obs.PullDone(name, time.Since(start), retErr) }()
 
 	// The lease keeps what this pull downloads and unpacks from garbage
 	// collection until the image records reference it; if berth dies
@@ -80,10 +83,11 @@ func (s *Store) pull(ctx context.Context, named reference.Named, auth *Auth) (_ 
 		}
 	}()
 
-	prog := &progress{timeout: s.opts.ProgressTimeout}
+	prog := &progress{timeout: s.opts.ProgressTimeout, onBytes: obs.PullBytes}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go prog.watch(ctx, name, cancel)
+	go prog.report(ctx, s.log, name, s.progressLogInterval())
 
 	desc, err := s.fetchAndUnpack(ctx, named, auth, prog)
 	if err != nil {
@@ -96,7 +100,8 @@ func (s *Store) pull(ctx context.Context, named reference.Named, auth *Auth) (_ 
 	if err != nil {
 		return Image{}, err
 	}
-	s.log.InfoContext(ctx, "pulled image", "image", name, "id", img.ID, "bytes", prog.bytes.Load(), "took", time.Since(start))
+	s.log.InfoContext(ctx, "pulled image", "image", name, "id", img.ID, "bytes", prog.bytes.Load(),
+		"layers_done", prog.layersDone.Load(), "layers", prog.layers.Load(), "took", time.Since(start))
 	return img, nil
 }
 
@@ -135,7 +140,7 @@ func (s *Store) fetchAndUnpack(ctx context.Context, named reference.Named, auth 
 	if err != nil {
 		return desc, err
 	}
-	handler := unpacker.Unpack(images.Handlers(remotes.FetchHandler(s.content, fetcher), children, distSource))
+	handler := unpacker.Unpack(prog.countLayers(images.Handlers(remotes.FetchHandler(s.content, fetcher), children, distSource)))
 	dispatchErr := images.Dispatch(ctx, handler, nil, desc)
 	result, unpackErr := unpacker.Wait()
 	if err := errors.Join(dispatchErr, unpackErr); err != nil {
@@ -152,7 +157,7 @@ func (s *Store) fetchAndUnpack(ctx context.Context, named reference.Named, auth 
 func (s *Store) resolver(ctx context.Context, auth *Auth, updateClient func(*http.Client) error) remotes.Resolver {
 	opts := docker.ResolverOptions{
 		Hosts: config.ConfigureHosts(ctx, config.HostOptions{
-			HostDir:      config.HostDirFromRoot(s.opts.RegistryConfigDir),
+			HostDir:      config.HostDirFromRoot(s.registryConfigDir()),
 			Credentials:  auth.credentials,
 			UpdateClient: updateClient,
 		}),

@@ -49,6 +49,11 @@ type Options struct {
 	// Pinned are references of images that image GC must never remove.
 	Pinned []string
 	Log    *slog.Logger
+	// ProgressLogInterval is how often a running pull logs its progress
+	// (0: DefaultProgressLogInterval).
+	ProgressLogInterval time.Duration
+	// Observer, if set, is told about pulls (metrics).
+	Observer Observer
 }
 
 // Store is berth's image store.

@@ -26,6 +26,9 @@ type ManagerOptions struct {
 	// (<root>/network/cni-cache, so that it survives a reboot); DEL replays it. "" is libcni's /var/lib/cni.
 	CacheDir string
 	Log      *slog.Logger
+	// Observer, if set, is told the duration and outcome of every Setup
+	// and Teardown (metrics).
+	Observer Observer
 }
 
 // Manager attaches pods to the pod network and detaches them through libcni.
@@ -37,6 +40,7 @@ type Manager struct {
 	cacheDir string
 	cni      *libcni.CNIConfig
 	log      *slog.Logger
+	observer Observer
 }
 
 // NewManager returns a Manager. It reads nothing yet: the network config is
@@ -54,12 +58,17 @@ func NewManager(opts ManagerOptions) *Manager {
 		RawExec:       &invoke.RawExec{Stderr: stderrLogger{log}},
 		PluginDecoder: version.PluginDecoder{},
 	}
+	observer := opts.Observer
+	if observer == nil {
+		observer = nopObserver{}
+	}
 	return &Manager{
 		confDir:  opts.ConfDir,
 		binDirs:  binDirs,
 		cacheDir: opts.CacheDir,
 		cni:      libcni.NewCNIConfigWithCacheDir(binDirs, opts.CacheDir, exec),
 		log:      log,
+		observer: observer,
 	}
 }
 
@@ -84,8 +93,9 @@ type Result struct {
 // Setup runs CNI ADD for the pod's eth0 in its pinned namespace. If ADD
 // fails, whatever it did is undone with DEL (best effort) so no address
 // leaks, and the error carries the plugin's message.
-func (m *Manager) Setup(ctx context.Context, a Attachment) (*Result, error) {
+func (m *Manager) Setup(ctx context.Context, a Attachment) (_ *Result, retErr error) {
 	start := time.Now()
+	defer func() { m.observer.CNIDone(OpAdd, time.Since(start), retErr) }()
 	log := m.log.With("pod_id", a.PodID)
 	if err := a.validate(); err != nil {
 		return nil, err

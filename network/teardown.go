@@ -34,8 +34,9 @@ import (
 // as a no-op. If neither a cache entry nor a usable config exists there is
 // nothing to replay; that is logged and is not an error, so a pod is never
 // stuck undeletable on a node whose CNI config was removed.
-func (m *Manager) Teardown(ctx context.Context, a Attachment) error {
+func (m *Manager) Teardown(ctx context.Context, a Attachment) (retErr error) {
 	start := time.Now()
+	defer func() { m.observer.CNIDone(OpDel, time.Since(start), retErr) }()
 	log := m.log.With("pod_id", a.PodID)
 	if err := a.validate(); err != nil {
 		return err

@@ -29,6 +29,7 @@ func (m *Manager) recoverContainers(ctx context.Context) {
 				log.ErrorContext(ctx, "could not delete the record of a cleaned-up container", "error", err)
 			}
 			log.InfoContext(ctx, "removed a container left half-made or without its pod", "state", c.State)
+			m.reportContainerCleanup(c.State)
 			continue
 		}
 		name := nameKey(sb, c.Config.Metadata)

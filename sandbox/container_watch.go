@@ -143,6 +143,7 @@ func (m *Manager) refreshContainer(ctx context.Context, e *containerEntry) {
 func (m *Manager) monitorDied(podID string, pid int) {
 	var lost []string
 	defer func() {
+		m.observer().MonitorDied(podID, len(lost))
 		// An error only when it cost running containers: a monitor with
 		// none left (its pod stopped, or after a reboot) is no news.
 		if len(lost) > 0 {

@@ -44,6 +44,8 @@ type Options struct {
 	// MonitorHelper is the binary a monitor runs for its libcontainer work
 	// (`<helper> container-op ...`): the daemon's own executable.
 	MonitorHelper string
+	// Observer, if set, is told about monitors and recovery (metrics).
+	Observer Observer
 }
 
 // Manager runs pod sandboxes: namespaces pinned without an infra process,

@@ -70,6 +70,7 @@ func (m *Manager) ensureMonitor(ctx context.Context, sb *Sandbox) (*monitorapi.C
 		m.mu.Unlock()
 		return nil, err
 	}
+	m.observer().MonitorStarted(sb.ID)
 	c := monitorapi.NewClient(mon.Socket)
 	m.watchMonitor(sb.ID, c)
 	return c, nil

@@ -42,6 +42,7 @@ func (m *Manager) recover(ctx context.Context) {
 				log.ErrorContext(ctx, "could not delete the record of a rolled-back sandbox", "error", err)
 			}
 			log.InfoContext(ctx, "rolled back an interrupted RunPodSandbox")
+			m.observer().RolledBack(RollbackPodSandbox)
 			continue
 		}
 		if sb.State == StateReady && !sb.Config.HostNetwork && !network.NetNSExists(sb.NetNS) {
@@ -55,7 +56,7 @@ func (m *Manager) recover(ctx context.Context) {
 		m.reserveExisting(sb)
 	}
 	m.recoverContainers(ctx)
-	m.reconcile(ctx)
+	m.reportReconciled(m.reconcile(ctx))
 }
 
 // removeTempRecords deletes the temporary files atomicfile.WriteFile left in

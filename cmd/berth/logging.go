@@ -9,9 +9,10 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(cfg.Log.Level)) // validated by config
+// newLogger makes the daemon's logger. Its level is a LevelVar, so that a
+// reload (SIGHUP) changes it for every logger derived from this one.
+func newLogger(cfg config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := &slog.LevelVar{}
 	opts := &slog.HandlerOptions{Level: level}
 	var log *slog.Logger
 	if cfg.Log.Format == "json" {
@@ -19,16 +20,30 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	} else {
 		log = slog.New(slog.NewTextHandler(w, opts))
 	}
-	routeLibraryLogs(log, level)
-	return log
+	routeLibraryLogs(log)
+	setLogLevel(level, cfg.Log.Level)
+	return log, level
+}
+
+// setLogLevel sets berth's level and that of the libraries' logrus.
+func setLogLevel(v *slog.LevelVar, name string) {
+	level := parseLevel(name)
+	v.Set(level)
+	logrus.SetLevel(toLogrusLevel(level))
+}
+
+// parseLevel reads a validated log.level ("debug", "info", ...).
+func parseLevel(name string) slog.Level {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(name)) // validated by config
+	return level
 }
 
 // routeLibraryLogs sends what containerd's libraries log through logrus
 // (containerd/log) into berth's own log, with its level and format, so an
 // operator reads one log.
-func routeLibraryLogs(log *slog.Logger, level slog.Level) {
+func routeLibraryLogs(log *slog.Logger) {
 	logrus.SetOutput(io.Discard)
-	logrus.SetLevel(toLogrusLevel(level))
 	logrus.AddHook(&logrusToSlog{log: log.With("component", "containerd")})
 }
 

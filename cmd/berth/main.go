@@ -1,7 +1,7 @@
 // Command berth is the Berth CRI runtime daemon. The same binary is the
 // container init that libcontainer re-executes ("berth init").
 //
-//	berth [flags]            serve CRI on --listen until SIGTERM/SIGINT
+//	berth [flags]            serve CRI on --listen until SIGTERM/SIGINT; SIGHUP reloads the config
 //	berth config [flags]     print the effective config (file + flags) as TOML
 //	berth version            print the versions berth was built with
 package main
@@ -77,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stdout, text)
 			return 0
 		}
-		if err := serve(cfg, stderr); err != nil {
+		if err := serve(flags, cfg, stderr); err != nil {
 			fmt.Fprintf(stderr, "berth: %v\n", err)
 			return 1
 		}

@@ -63,6 +63,7 @@ type Config struct {
 	CNI       CNIConfig       `toml:"cni" json:"cni"`
 	Image     ImageConfig     `toml:"image" json:"image"`
 	Streaming StreamingConfig `toml:"streaming" json:"streaming"`
+	Metrics   MetricsConfig   `toml:"metrics" json:"metrics"`
 }
 
 // RuntimeConfig configures how pods and containers run.
@@ -117,6 +118,17 @@ type StreamingConfig struct {
 	TLSKeyFile  string `toml:"tls_key_file" json:"tls_key_file"`
 	// IdleTimeout closes a stream with no traffic for that long.
 	IdleTimeout Duration `toml:"idle_timeout" json:"idle_timeout"`
+}
+
+// MetricsConfig configures the Prometheus endpoint (and pprof beside it).
+type MetricsConfig struct {
+	// Address is host:port of the http server of /metrics; "" (the
+	// default) serves none, as containerd's [metrics] address.
+	Address string `toml:"address" json:"address"`
+	// EnablePprof serves net/http/pprof under /debug/pprof/ on Address.
+	// It may profile the daemon at will, so only a loopback Address may
+	// have it.
+	EnablePprof bool `toml:"enable_pprof" json:"enable_pprof"`
 }
 
 // Default returns the configuration used when no file and no flags say otherwise.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -55,14 +56,29 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 // Resolve loads the config file, applies the flags that were given and
 // validates the result.
 func (f *Flags) Resolve() (Config, error) {
-	path, mustExist := DefaultConfigFile, false
-	if f.configFile.set {
-		path, mustExist = f.configFile.value, true
+	path := f.File()
+	cfg, err := Load(path, f.configFile.set)
+	return f.resolveLoaded(cfg, path, err)
+}
+
+// resolveLoaded finishes Resolve on what Load returned. A file whose only
+// fault is unknown keys is validated as well, so that every problem is
+// reported at once.
+func (f *Flags) resolveLoaded(cfg Config, path string, loadErr error) (Config, error) {
+	var unknown *unknownKeysError
+	if loadErr != nil && !errors.As(loadErr, &unknown) {
+		return cfg, loadErr
 	}
-	cfg, err := Load(path, mustExist)
-	if err != nil {
-		return cfg, err
+	cfg, err := f.applyAndValidate(cfg, path)
+	if loadErr != nil {
+		return cfg, errors.Join(loadErr, err)
 	}
+	return cfg, err
+}
+
+// applyAndValidate applies the flags that were given to cfg, read from
+// path, and validates the result.
+func (f *Flags) applyAndValidate(cfg Config, path string) (Config, error) {
 	origins := Origins{Flags: map[string]string{}}
 	if fileExists(path) {
 		origins.File = path

@@ -19,10 +19,18 @@ type ValueError struct {
 
 func (e *ValueError) Error() string { return fmt.Sprintf("%q is %s", e.Value, e.Reason) }
 
+// unknownKeysError is a file that parsed but has keys berth does not read.
+// The known keys were decoded all the same, so their values can still be
+// validated and every problem reported at once.
+type unknownKeysError struct{ msg string }
+
+func (e *unknownKeysError) Error() string { return e.msg }
+
 // Load reads the TOML file at path over the defaults. A missing file is not an
 // error when mustExist is false (the default path may legitimately be absent);
 // any unknown key, wrong type or unparsable value is, and the error names the
-// file, the line and the key.
+// file, the line and the key. With unknown keys only, the returned config
+// holds the values of the known ones.
 func Load(path string, mustExist bool) (Config, error) {
 	cfg := Default()
 	data, err := os.ReadFile(path)
@@ -33,7 +41,11 @@ func Load(path string, mustExist bool) (Config, error) {
 		return cfg, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if err := decode(data, &cfg); err != nil {
-		return Default(), fmt.Errorf("config file %s: %w", path, err)
+		var unknown *unknownKeysError
+		if !errors.As(err, &unknown) {
+			cfg = Default()
+		}
+		return cfg, fmt.Errorf("config file %s: %w", path, err)
 	}
 	if cfg.Version == 0 {
 		cfg.Version = CurrentVersion
@@ -55,7 +67,7 @@ func decode(data []byte, cfg *Config) error {
 			row, _ := e.Position()
 			msgs = append(msgs, fmt.Sprintf("line %d: unknown key %q (see docs/config.md for the keys berth reads)", row, joinKey(e.Key())))
 		}
-		return errors.New(strings.Join(msgs, "; "))
+		return &unknownKeysError{msg: strings.Join(msgs, "; ")}
 	}
 	var de *toml.DecodeError
 	if errors.As(err, &de) {

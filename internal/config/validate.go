@@ -129,7 +129,40 @@ func (c Config) Validate(o Origins) error {
 	if c.Streaming.IdleTimeout < 0 {
 		bad("streaming.idle_timeout", c.Streaming.IdleTimeout.Std().String(), "must not be negative (0 means no timeout)")
 	}
+	c.validateMetrics(bad)
 	return errors.Join(errs...)
+}
+
+// validateMetrics checks [metrics]. Any address may serve /metrics (a
+// Prometheus on another host scrapes it, as containerd's may), but pprof
+// only a loopback one: a profile costs CPU and shows the daemon's memory.
+func (c Config) validateMetrics(bad func(key, value, reason string)) {
+	m := c.Metrics
+	if m.Address == "" {
+		if m.EnablePprof {
+			bad("metrics.enable_pprof", "true", "needs metrics.address: pprof is served on the metrics address")
+		}
+		return
+	}
+	host, port, err := net.SplitHostPort(m.Address)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+		bad("metrics.address", m.Address, `must be host:port with a port from 1 to 65535, such as "127.0.0.1:9323" ("" serves no metrics)`)
+		return
+	}
+	if m.EnablePprof && !IsLoopbackHost(host) {
+		bad("metrics.enable_pprof", "true", fmt.Sprintf("needs a loopback metrics.address (127.0.0.1, [::1] or localhost), not %q: "+
+			"pprof lets any client profile the daemon and read its memory", m.Address))
+	}
+}
+
+// IsLoopbackHost reports whether host (of a host:port) names only the
+// loopback interface; "" and "0.0.0.0" are every interface.
+func IsLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // parseUnixURL returns the socket path of a unix:// URL.
