@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-runtime/berth/conformance/framework"
 	"golang.org/x/sys/unix"
@@ -25,7 +26,16 @@ type Kubelet struct {
 	PodLogsDir string
 	// Port serves the kubelet API on 127.0.0.1 (logs, exec for the apiserver).
 	Port, HealthzPort int
+	// CgroupRoot is its cgroupRoot (below which it makes kubepods).
+	CgroupRoot string
 }
+
+// The kubelet's container log rotation settings.
+const (
+	ContainerLogMaxSize         = "40Ki"
+	ContainerLogMaxFiles        = 3
+	ContainerLogMonitorInterval = 3 * time.Second // the kubelet refuses less
+)
 
 // kubeletConfig is what StartKubelet needs from the cluster.
 type kubeletConfig struct {
@@ -61,6 +71,7 @@ func StartKubelet(tb testing.TB, cfg kubeletConfig) *Kubelet {
 		PodLogsDir:   filepath.Join(cfg.Dir, "pod-logs"),
 		Port:         MustFreePort(tb),
 		HealthzPort:  MustFreePort(tb),
+		CgroupRoot:   cfg.CgroupRoot,
 	}
 	for _, d := range []string{k.RootDir, k.StaticPodDir, k.PodLogsDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
@@ -123,6 +134,12 @@ func StartKubelet(tb testing.TB, cfg kubeletConfig) *Kubelet {
 		"protectKernelDefaults": false,
 		"serializeImagePulls":   false,
 		"registerNode":          true,
+		// Small enough that a chatty container's log rotates within seconds
+		// (the log rotation scenario); the interval is the smallest the
+		// kubelet accepts.
+		"containerLogMaxSize":         ContainerLogMaxSize,
+		"containerLogMaxFiles":        ContainerLogMaxFiles,
+		"containerLogMonitorInterval": ContainerLogMonitorInterval.String(),
 	}
 	b, err := json.MarshalIndent(conf, "", "  ")
 	if err != nil {
