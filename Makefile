@@ -14,7 +14,7 @@ APT_PACKAGES := gcc make git pkg-config libseccomp-dev busybox-static iptables i
 
 export CGO_ENABLED := 1
 
-.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean e2e
+.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean e2e bench-compare
 
 all: build cni-plugins
 
@@ -118,6 +118,19 @@ e2e: build cni-plugins
 	BERTH_E2E=1 BERTH_K8S_BIN=$(CURDIR)/bin/k8s/$(K8S_VERSION) BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni \
 		BERTH_BINARY=$(CURDIR)/bin/berth \
 		$(GO) test -tags '$(TAGS)' -timeout $(E2E_TIMEOUT) -count=1 -v ./conformance/e2e/
+
+## bench-compare: berth and a private containerd (Debian's, with runc) side by side, as root: the
+## same CRI benchmark (cmd/berth-bench) against both, interleaved, and a table of berth/containerd
+## ratios against issue 9's targets (docs/benchmarks.md). Both daemons run under a temp dir of
+## their own and are stopped and cleaned up afterwards. BENCH_ARGS adds berth-bench flags.
+BENCH_APT_PACKAGES := containerd runc busybox-static
+BENCH_ARGS        ?=
+bench-compare: build cni-plugins
+	@if [ "$$(id -u)" != 0 ]; then echo "make bench-compare starts container runtimes: run it as root"; exit 1; fi
+	@if dpkg -s $(BENCH_APT_PACKAGES) >/dev/null 2>&1; then echo "apt packages for bench-compare present"; else \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_APT_PACKAGES); fi
+	$(GO) build -o bin/berth-bench ./cmd/berth-bench
+	bin/berth-bench compare --berth bin/berth --cni-bin-dir bin/cni --json bin/bench-compare.json $(BENCH_ARGS)
 
 clean:
 	rm -rf bin
