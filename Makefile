@@ -18,9 +18,11 @@ export CGO_ENABLED := 1
 
 all: build cni-plugins
 
-## build: bin/berth (cgo, seccomp) and its lean per-pod monitor bin/berth-monitor (pure Go, static)
+## build: bin/berth (cgo, seccomp), its lean per-pod monitor bin/berth-monitor (pure Go, static)
+## and bin/berth-helper, the monitors' thin libcontainer helper and container init
 build:
 	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth ./cmd/berth
+	$(GO) build -tags '$(TAGS)' -ldflags '$(LDFLAGS)' -o bin/berth-helper ./cmd/berth-helper
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/berth-monitor ./cmd/berth-monitor
 
 ## cni-plugins: the CNI plugins berth's default config uses, into bin/cni
@@ -37,6 +39,7 @@ cni-plugins:
 install: build cni-plugins
 	install -D -m 0755 bin/berth $(DESTDIR)$(PREFIX)/bin/berth
 	install -D -m 0755 bin/berth-monitor $(DESTDIR)$(PREFIX)/bin/berth-monitor
+	install -D -m 0755 bin/berth-helper $(DESTDIR)$(PREFIX)/bin/berth-helper
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/lib/systemd/system
 	sed 's|/usr/local/bin/berth|$(PREFIX)/bin/berth|' contrib/systemd/berth.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/berth.service
 	install -d -m 0755 $(DESTDIR)$(CNI_BIN)

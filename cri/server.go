@@ -67,12 +67,11 @@ type Options struct {
 // directories, which the caller has created and locked.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts Options) (*Server, error) {
 	monitorBinary := findMonitor(cfg.Runtime.MonitorPath)
-	// The monitors' libcontainer helper (and so every container's init) is
-	// this daemon's own binary, as it is now on disk.
-	helper, err := os.Executable()
+	helper, err := findHelper()
 	if err != nil {
-		return nil, fmt.Errorf("find berth's own executable: %w", err)
+		return nil, err
 	}
+	log.Info("per-pod processes", "monitor", monitorBinary, "helper", helper)
 	m, err := newMetrics(opts.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
@@ -180,6 +179,24 @@ func findMonitor(configured string) string {
 		}
 	}
 	return ""
+}
+
+// HelperName is the thin libcontainer helper's executable name.
+const HelperName = "berth-helper"
+
+// findHelper locates the monitors' libcontainer helper, which is also every
+// container's init: the berth-helper next to the running berth binary
+// (make install puts them together), else this daemon's own binary, which
+// does the same work but starts slower (it initialises all of berth).
+func findHelper() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find berth's own executable: %w", err)
+	}
+	if p := filepath.Join(filepath.Dir(self), HelperName); unix.Access(p, unix.X_OK) == nil {
+		return p, nil
+	}
+	return self, nil
 }
 
 // Close stops the streaming server (ending the streams in progress) and

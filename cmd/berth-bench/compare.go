@@ -77,8 +77,12 @@ func runCompare(ctx context.Context, c *config) (rep *Report, err error) {
 	// maps the same file — another berth started from bin/berth on this
 	// machine would halve it.
 	berthBin := e.path("bin", "berth")
-	for _, name := range []string{"berth", "berth-monitor"} {
-		if err := copyFile(filepath.Join(filepath.Dir(c.berthBin), name), e.path("bin", name)); err != nil {
+	for _, name := range []string{"berth", "berth-monitor", "berth-helper"} {
+		src := filepath.Join(filepath.Dir(c.berthBin), name)
+		if _, err := os.Stat(src); err != nil && name == "berth-helper" {
+			continue // berth falls back to its own binary as the helper
+		}
+		if err := copyFile(src, e.path("bin", name)); err != nil {
 			return nil, err
 		}
 	}
