@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -75,7 +76,7 @@ func (m *Manager) ExecContainer(ctx context.Context, id string, opts ExecOptions
 		if containerEnded(e, pid) {
 			// libcontainer failed to join namespaces that went away with
 			// the container: the caller's precondition, not our fault.
-			return -1, fmt.Errorf("%w: container %s exited while the exec was starting: exec needs a running container", errdefs.ErrFailedPrecondition, cid)
+			return -1, fmt.Errorf("%w: container %s exited while the exec was starting (%v): exec needs a running container", errdefs.ErrFailedPrecondition, cid, err)
 		}
 		return -1, err
 	}
@@ -330,7 +331,9 @@ func containerEnded(e *containerEntry, pid int) bool {
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return true
+		// Gone only if /proc says so: any other failure (no descriptor
+		// left, say) tells nothing about the container.
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ESRCH)
 	}
 	fields := statFields(string(b))
 	return len(fields) > 0 && fields[0] == "Z"

@@ -38,8 +38,11 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		return fmt.Errorf("start container %s: %w", c.ID, err)
 	}
 	m.mu.Lock()
-	// The exit may already have been reported by the monitor's events.
-	if c.State == ContainerCreated {
+	// The monitor's events may have come first: they then reported the
+	// start (or the start and the exit) already, and published it; one
+	// started event per container, whoever sees the start first.
+	started := c.State == ContainerCreated
+	if started {
 		c.State = ContainerRunning
 	}
 	c.StartedAt, c.Pid = st.StartedAt, st.Pid
@@ -48,7 +51,9 @@ func (m *Manager) StartContainer(ctx context.Context, id string) error {
 		return err
 	}
 	m.log.InfoContext(ctx, "container started", "pod_id", c.SandboxID, "container_id", c.ID, "pid", st.Pid)
-	m.publish(Event{Type: EventContainerStarted, ContainerID: c.ID, SandboxID: c.SandboxID, At: st.StartedAt})
+	if started {
+		m.publish(Event{Type: EventContainerStarted, ContainerID: c.ID, SandboxID: c.SandboxID, At: st.StartedAt})
+	}
 	return nil
 }
 

@@ -100,3 +100,36 @@ func TestEventBusDropsSlowSubscribers(t *testing.T) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// One started event per container, before its stopped one, whoever sees the
+// start first: here the monitor reports the exit of a container whose start
+// was never recorded (it exited at once), so both events come from it.
+func TestMonitorReportsAnUnseenStartBeforeTheExit(t *testing.T) {
+	dir := t.TempDir()
+	m := &Manager{
+		log:        discardLogger(),
+		containers: map[string]*containerEntry{},
+		ctrRecords: recordStore[Container, *Container]{dir: dir},
+	}
+	c := &Container{ID: "c", SandboxID: "pod", State: ContainerCreated, Dir: dir}
+	m.containers["c"] = newContainerEntry(c, "name")
+	events, cancel := m.Subscribe()
+	defer cancel()
+	started := time.Now()
+	m.applyMonitorState("pod", monitorapi.State{ID: "c", Status: monitorapi.StatusStopped, StartedAt: started,
+		Exit: &monitorapi.Exit{Code: 0, FinishedAt: started.Add(time.Millisecond)}})
+	m.applyMonitorState("pod", monitorapi.State{ID: "c", Status: monitorapi.StatusStopped, StartedAt: started,
+		Exit: &monitorapi.Exit{Code: 0, FinishedAt: started.Add(time.Millisecond)}})
+	var got []EventType
+	for len(got) < 2 {
+		got = append(got, (<-events).Type)
+	}
+	select {
+	case ev := <-events:
+		t.Fatalf("a third event: %+v", ev)
+	default:
+	}
+	if got[0] != EventContainerStarted || got[1] != EventContainerStopped {
+		t.Fatalf("events %v, want started then stopped", got)
+	}
+}

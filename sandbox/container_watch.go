@@ -79,6 +79,9 @@ func (m *Manager) applyMonitorState(podID string, st monitorapi.State) {
 	}
 	c := e.rec
 	var ev *Event
+	// startedUnseen: the container started and exited before its start was
+	// recorded; its started event goes out before its stopped one.
+	startedUnseen := false
 	switch {
 	case st.Status == monitorapi.StatusRunning && c.State == ContainerCreated:
 		c.State, c.StartedAt, c.Pid = ContainerRunning, st.StartedAt, st.Pid
@@ -87,6 +90,7 @@ func (m *Manager) applyMonitorState(podID string, st monitorapi.State) {
 		if c.StartedAt.IsZero() {
 			c.StartedAt = st.StartedAt
 		}
+		startedUnseen = c.State == ContainerCreated && !st.StartedAt.IsZero()
 		setExit(c, *st.Exit)
 		ev = &Event{Type: EventContainerStopped, At: st.Exit.FinishedAt}
 	}
@@ -100,6 +104,9 @@ func (m *Manager) applyMonitorState(podID string, st monitorapi.State) {
 	if ev.Type == EventContainerStopped {
 		e.markExited()
 		m.log.Info("container exited", "pod_id", podID, "container_id", st.ID, "exit_code", c.ExitCode, "reason", c.Reason)
+	}
+	if startedUnseen {
+		m.publish(Event{Type: EventContainerStarted, ContainerID: st.ID, SandboxID: podID, At: st.StartedAt})
 	}
 	ev.ContainerID, ev.SandboxID = st.ID, podID
 	m.publish(*ev)
