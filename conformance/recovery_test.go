@@ -184,3 +184,34 @@ func TestRecoveryAfterReboot(t *testing.T) {
 	}
 	nothingLeft(t, r.d, net)
 }
+
+// The monitor starts with the pod, so the first CreateContainer need not
+// wait for it; one that dies before the pod had a container cost nothing
+// and is replaced by the next CreateContainer.
+func TestMonitorStartsWithPodAndIsReplacedIfItDiesEmpty(t *testing.T) {
+	r := newRecoveryEnv(t)
+	podID, podCfg := r.pod(t, "early-monitor")
+	first, _ := strconv.Atoi(jsonNumberOfPod(t, r.ctrEnv, podID))
+	if procs := podProcesses(t, r.d.State); first == 0 || !slices.Contains(procs, first) {
+		t.Fatalf("recorded monitor %d after RunPodSandbox, pod processes %v", first, procs)
+	}
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Reaped by the daemon, not left a zombie.
+	waitFor(t, func() bool { return syscall.Kill(first, 0) == syscall.ESRCH })
+	ctrID := r.run(t, podID, podCfg, r.ctrConfig("after", "sleep", "3619"))
+	if st := r.status(t, ctrID); st.State != runtimeapi.ContainerState_CONTAINER_RUNNING {
+		t.Fatalf("container %s after a new monitor: %v", ctrID, st.State)
+	}
+	second, _ := strconv.Atoi(jsonNumberOfPod(t, r.ctrEnv, podID))
+	if second == first || second == 0 {
+		t.Fatalf("monitor %d after the first (%d) died", second, first)
+	}
+	if procs := podProcesses(t, r.d.State); slices.Contains(procs, first) || !slices.Contains(procs, second) {
+		t.Fatalf("pod processes %v, want the new monitor %d and not the dead %d", procs, second, first)
+	}
+	if !strings.Contains(r.d.Logs(), "starting another") {
+		t.Errorf("the replacement is not logged:\n%s", r.d.Logs())
+	}
+}

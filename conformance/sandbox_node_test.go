@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,6 +171,13 @@ func TestInterruptedRunPodSandboxIsRolledBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec["state"] = "creating"
+	// And as a crash before the monitor, started beside the network, was
+	// recorded: the rollback must find it by its --dir.
+	mon, _ := rec["monitor"].(map[string]any)
+	if pid, _ := mon["pid"].(float64); pid == 0 || !slices.Contains(podProcesses(t, d.State), int(pid)) {
+		t.Fatalf("test setup: the monitor recorded (%v) is not running (%v)", rec["monitor"], podProcesses(t, d.State))
+	}
+	delete(rec, "monitor")
 	b, _ = json.Marshal(rec)
 	if err := os.WriteFile(recPath, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -188,6 +196,12 @@ func TestInterruptedRunPodSandboxIsRolledBack(t *testing.T) {
 	}
 	if mounts, _ := framework.MountsUnder(d.State); len(mounts) != 0 {
 		t.Fatalf("mounts left: %v", mounts)
+	}
+	if procs := podProcesses(t, d.State); len(procs) != 0 {
+		t.Fatalf("the interrupted sandbox's monitor still runs: %v", procs)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(d.State, "sandboxes")); len(entries) != 0 {
+		t.Fatalf("pod directories left: %v", entries)
 	}
 }
 

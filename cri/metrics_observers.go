@@ -143,7 +143,7 @@ func newStateCollector(counts func() sandbox.Counts) *stateCollector {
 		containers: prometheus.NewDesc("berth_containers",
 			"Containers, by state (creating, created, running, exited, unknown).", []string{"state"}, nil),
 		monitors: prometheus.NewDesc("berth_monitors",
-			"Pod monitor processes berth has recorded (one per pod that has had a container).", nil, nil),
+			"Pod monitor processes berth has recorded (one per pod).", nil, nil),
 	}
 }
 

@@ -91,7 +91,7 @@ func TestStateMetricsStartAtZero(t *testing.T) {
 berth_pod_sandboxes{state="creating"} 0
 berth_pod_sandboxes{state="notready"} 0
 berth_pod_sandboxes{state="ready"} 0
-# HELP berth_monitors Pod monitor processes berth has recorded (one per pod that has had a container).
+# HELP berth_monitors Pod monitor processes berth has recorded (one per pod).
 # TYPE berth_monitors gauge
 berth_monitors 0
 `

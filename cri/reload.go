@@ -12,11 +12,23 @@ import (
 // Requests in flight are not disturbed: a pull that already resolved keeps
 // its registry hosts, the next one reads the new ones. Keys that need a
 // restart are the caller's to report; the server keeps its startup values
-// of those (Status verbose still shows the config it started with).
+// of those, and Status verbose shows the config in force: those startup
+// values with the reloaded keys of cfg.
 func (s *Server) Reload(ctx context.Context, cfg config.Config) {
 	s.images.SetPinned(cfg.Image.PinnedImages)
 	s.images.SetRegistryConfigDir(cfg.Image.RegistryConfigDir)
+	effective := s.cfg.WithReloaded(cfg)
+	s.effective.Store(&effective)
 	s.rescanNetwork(ctx)
+}
+
+// effectiveConfig is the config in force: the startup config until the
+// first reload.
+func (s *Server) effectiveConfig() config.Config {
+	if c := s.effective.Load(); c != nil {
+		return *c
+	}
+	return s.cfg
 }
 
 // rescanNetwork reads the CNI config directory now and logs which network

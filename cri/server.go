@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 
 	"github.com/berth-runtime/berth/image"
 	"github.com/berth-runtime/berth/internal/config"
@@ -34,7 +35,10 @@ type Server struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
 	runtimeapi.UnimplementedImageServiceServer
 
-	cfg       config.Config
+	cfg config.Config
+	// effective is cfg with the reloaded keys of the last reload (SIGHUP):
+	// the config in force, as Status verbose shows it.
+	effective atomic.Pointer[config.Config]
 	log       *slog.Logger
 	podCIDRs  *network.PodCIDRs
 	network   *network.Manager

@@ -43,6 +43,7 @@ type testServer struct {
 	rt   runtimeapi.RuntimeServiceClient
 	img  runtimeapi.ImageServiceClient
 	log  *syncBuffer
+	srv  *cri.Server
 	// shutdown stops serving and closes the server's stores, as a daemon
 	// exit does (also run at cleanup).
 	shutdown func()
@@ -104,5 +105,5 @@ func startServer(t *testing.T, cfg config.Config, register func(*grpc.Server, *c
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &testServer{cfg: cfg, conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn), log: logs, shutdown: shutdown}
+	return &testServer{cfg: cfg, conn: conn, rt: runtimeapi.NewRuntimeServiceClient(conn), img: runtimeapi.NewImageServiceClient(conn), log: logs, srv: srv, shutdown: shutdown}
 }

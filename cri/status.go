@@ -35,7 +35,7 @@ func (s *Server) Status(ctx context.Context, req *runtimeapi.StatusRequest) (*ru
 		Features: &runtimeapi.RuntimeFeatures{SupplementalGroupsPolicy: true},
 	}
 	if req.GetVerbose() {
-		resp.Info = map[string]string{"config": s.cfg.JSON()}
+		resp.Info = map[string]string{"config": s.effectiveConfig().JSON()}
 		var cidrs []string
 		for _, c := range s.podCIDRs.Get() {
 			cidrs = append(cidrs, c.String())

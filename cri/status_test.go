@@ -105,6 +105,33 @@ func TestStatusVerboseReturnsEffectiveConfig(t *testing.T) {
 	}
 }
 
+// After a reload, Status verbose shows the reloaded keys' new values and
+// the startup values of the keys that need a restart.
+func TestStatusVerboseShowsReloadedConfig(t *testing.T) {
+	cfg := testConfig(t)
+	s := startServer(t, cfg, nil)
+	next := cfg
+	next.Log.Level = "debug"
+	next.Image.PinnedImages = []string{"registry.example/pinned:1"}
+	next.Image.MaxConcurrentDownloads = cfg.Image.MaxConcurrentDownloads + 7 // needs a restart
+	s.srv.Reload(context.Background(), next)
+	resp, err := s.rt.Status(context.Background(), &runtimeapi.StatusRequest{Verbose: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got config.Config
+	if err := json.Unmarshal([]byte(resp.Info["config"]), &got); err != nil {
+		t.Fatalf("info[config] is not the config as JSON: %v: %q", err, resp.Info["config"])
+	}
+	want := cfg.WithReloaded(next)
+	if got.JSON() != want.JSON() {
+		t.Fatalf("verbose config after reload:\n got %s\nwant %s", got.JSON(), want.JSON())
+	}
+	if got.Log.Level != "debug" || got.Image.MaxConcurrentDownloads != cfg.Image.MaxConcurrentDownloads {
+		t.Fatalf("log level %q, max downloads %d: want the reloaded level and the startup downloads", got.Log.Level, got.Image.MaxConcurrentDownloads)
+	}
+}
+
 // Features are advertised only where they are built and tested: recursive
 // read-only mounts (conformance TestContainerRecursiveReadonlyMount, on a
 // kernel with mount_setattr) and the Strict supplemental groups policy

@@ -246,63 +246,86 @@ func (m *Manager) create(ctx context.Context, cfg Config) (_ *Sandbox, retErr er
 		return nil, err
 	}
 	sb.Cgroup = cg.State()
+	// The monitor comes up while the namespaces and the network are made.
+	// Until it is recorded, a crash leaves it to the rollback, which finds
+	// it by its --dir (adoptUnrecorded).
+	awaitMonitor := m.startMonitorAsync(ctx, sb)
+	err = m.createNamespaces(ctx, sb, cg, netSysctls, ipcSysctls)
+	mon, monErr := awaitMonitor()
+	if mon != nil {
+		sb.Monitor = mon // for the rollback, if there is one
+	}
+	if err == nil {
+		err = monErr
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := m.finishCreate(ctx, sb, log); err != nil {
+		return nil, err
+	}
+	if mon != nil {
+		m.monitorStarted(sb.ID, mon)
+	}
+	return sb, nil
+}
+
+// createNamespaces makes the pod's namespaces (and its PID namespace
+// holder) and network.
+func (m *Manager) createNamespaces(ctx context.Context, sb *Sandbox, cg *PodCgroup, netSysctls, ipcSysctls map[string]string) error {
+	cfg := sb.Config
 	if cfg.UserNS != nil {
 		if err := m.createUserNamespaces(ctx, sb, cg, ipcSysctls); err != nil {
-			return nil, err
+			return err
 		}
-		if err := m.setupNetwork(ctx, sb, netSysctls, false); err != nil {
-			return nil, err
-		}
-		return m.finishCreate(ctx, sb, log)
+		return m.setupNetwork(ctx, sb, netSysctls, false)
 	}
 	if cfg.SharedPID && !cfg.HostPID {
 		bin := append([]string{m.opts.MonitorBinary}, m.opts.MonitorArgs...)
 		holder, err := startHolder(ctx, bin, sb.Dir, cg)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		sb.PIDHolder = holder
 	}
 	// Saved at once: a crash from here on must find the cgroup and the
 	// holder to remove them (the pins and files are found from sb.Dir).
 	if err := m.records.save(sb); err != nil {
-		return nil, err
+		return err
 	}
 	pinned, err := CreatePinnedNamespaces(sb.Dir, NamespaceOptions{
 		IPC: !cfg.HostIPC, UTS: !cfg.HostNetwork, Hostname: cfg.Hostname, IPCSysctls: ipcSysctls,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sb.Namespaces = pinned
 	if !cfg.HostNetwork {
-		if err := m.setupNetwork(ctx, sb, netSysctls, true); err != nil {
-			return nil, err
-		}
+		return m.setupNetwork(ctx, sb, netSysctls, true)
 	}
-	return m.finishCreate(ctx, sb, log)
+	return nil
 }
 
 // finishCreate writes the pod's files and records the sandbox ready.
-func (m *Manager) finishCreate(ctx context.Context, sb *Sandbox, log *slog.Logger) (*Sandbox, error) {
+func (m *Manager) finishCreate(ctx context.Context, sb *Sandbox, log *slog.Logger) error {
 	cfg := sb.Config
 	files, err := WritePodFiles(sb.Dir, PodFilesOptions{
 		Hostname: cfg.Hostname, DNS: cfg.DNS, IPs: sb.IPs, HostNetwork: cfg.HostNetwork,
 		HostIPC: cfg.HostIPC, ShmSize: m.opts.ShmSize,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sb.Files = files
 	sb.State = StateReady
 	if err := m.records.save(sb); err != nil {
-		return nil, err
+		return err
 	}
 	m.mu.Lock()
 	m.sandboxes[sb.ID] = sb
 	m.mu.Unlock()
 	log.InfoContext(ctx, "pod sandbox ready", "ips", sb.IPs, "host_network", cfg.HostNetwork)
-	return sb, nil
+	return nil
 }
 
 // setupNetwork pins a network namespace (unless pin is false: a pod in a

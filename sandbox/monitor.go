@@ -1,7 +1,9 @@
 package sandbox
 
-// The pod's monitor process (cmd/berth-monitor): started at the pod's first
-// CreateContainer, parent of its containers, ended when the pod is removed.
+// The pod's monitor process (cmd/berth-monitor): started with the pod, in
+// RunPodSandbox beside the namespaces and the CNI ADD (so that the first
+// CreateContainer does not wait for it), parent of the pod's containers,
+// ended when the pod is removed.
 
 import (
 	"bufio"
@@ -17,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-runtime/berth/internal/reaper"
 	"github.com/berth-runtime/berth/sandbox/monitorapi"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -53,27 +56,75 @@ func (m *Manager) ensureMonitor(ctx context.Context, sb *Sandbox) (*monitorapi.C
 			m.watchMonitor(sb.ID, c)
 			return c, nil
 		}
-		return nil, fmt.Errorf("%w: the monitor of pod sandbox %s (pid %d) is not answering: stop and remove the pod",
-			errdefs.ErrUnavailable, sb.ID, mon.PID)
+		// A monitor that died before the pod had a container cost nothing
+		// (and the pod's containers nothing): start another.
+		if m.podHadContainers(sb.ID) || monitorLives(ctx, mon, c) {
+			return nil, fmt.Errorf("%w: the monitor of pod sandbox %s (pid %d) is not answering: stop and remove the pod",
+				errdefs.ErrUnavailable, sb.ID, mon.PID)
+		}
+		m.log.WarnContext(ctx, "the pod monitor is gone before the pod had a container; starting another", "pod_id", sb.ID, "monitor_pid", mon.PID)
+		m.unwatchMonitor(sb.ID)
 	}
+	// Pods from before monitors started with them get theirs here.
 	mon, err := m.startMonitor(ctx, sb)
 	if err != nil {
 		return nil, err
 	}
+	old := sb.Monitor
 	m.mu.Lock()
 	sb.Monitor = mon
 	m.mu.Unlock()
 	if err := m.records.save(sb); err != nil {
 		m.killMonitor(mon)
 		m.mu.Lock()
-		sb.Monitor = nil
+		sb.Monitor = old
 		m.mu.Unlock()
 		return nil, err
 	}
-	m.observer().MonitorStarted(sb.ID)
+	return m.monitorStarted(sb.ID, mon), nil
+}
+
+// monitorStarted counts a recorded new monitor and follows its events.
+func (m *Manager) monitorStarted(podID string, mon *Monitor) *monitorapi.Client {
+	m.observer().MonitorStarted(podID)
 	c := monitorapi.NewClient(mon.Socket)
-	m.watchMonitor(sb.ID, c)
-	return c, nil
+	m.watchMonitor(podID, c)
+	return c
+}
+
+// podHadContainers says whether any container of the pod got past
+// creating: one the monitor created, ran or saw exit.
+func (m *Manager) podHadContainers(podID string) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	for _, e := range m.containers {
+		if e.rec.SandboxID == podID && e.rec.State != ContainerCreating {
+			return true
+		}
+	}
+	return false
+}
+
+// startMonitorAsync starts sb's monitor in the background and returns what
+// waits for it. Without a monitor binary (tests of pods alone) it starts
+// none, and CreateContainer says why.
+func (m *Manager) startMonitorAsync(ctx context.Context, sb *Sandbox) (await func() (*Monitor, error)) {
+	if m.opts.MonitorBinary == "" {
+		return func() (*Monitor, error) { return nil, nil }
+	}
+	type result struct {
+		mon *Monitor
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		mon, err := m.startMonitor(ctx, sb)
+		done <- result{mon, err}
+	}()
+	return func() (*Monitor, error) {
+		r := <-done
+		return r.mon, r.err
+	}
 }
 
 // startMonitor runs the monitor binary for sb in a session of its own (so
@@ -107,9 +158,9 @@ func (m *Manager) startMonitor(ctx context.Context, sb *Sandbox) (*Monitor, erro
 	if err != nil {
 		return nil, fmt.Errorf("%w: start the pod monitor %s: %v", errdefs.ErrFailedPrecondition, m.opts.MonitorBinary, err)
 	}
-	// Reap it should it exit while this daemon is its parent.
-	go func() { _ = cmd.Wait() }()
 	mon := &Monitor{PID: cmd.Process.Pid, Socket: filepath.Join(sb.Dir, monitorapi.SocketName)}
+	// Reap it should it exit while this daemon is its parent.
+	reaper.Reap(cmd.Process)
 	fail := func(err error) (*Monitor, error) {
 		m.killMonitor(mon)
 		if tail := logTail(logFile.Name(), 512); tail != "" {

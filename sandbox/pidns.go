@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-runtime/berth/internal/podholder"
+	"github.com/berth-runtime/berth/internal/reaper"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
 )
@@ -45,10 +46,10 @@ func startHolder(ctx context.Context, bin []string, dir string, cg *PodCgroup) (
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the pod's PID namespace holder: %w", err)
 	}
+	h := &Holder{PID: cmd.Process.Pid, Pin: filepath.Join(dir, "pid")}
 	// Reap it if it exits while this daemon is its parent; after a daemon
 	// restart, init is.
-	go func() { _ = cmd.Wait() }()
-	h := &Holder{PID: cmd.Process.Pid, Pin: filepath.Join(dir, "pid")}
+	reaper.Reap(cmd.Process)
 	start, err := processStartTime(h.PID)
 	if err == nil && cg != nil {
 		err = cg.AddProcess(h.PID)

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/berth-runtime/berth/network"
+	"github.com/berth-runtime/berth/sandbox/monitorapi"
 )
 
 // recover loads the sandbox records at start. A sandbox whose creation a
@@ -28,11 +29,11 @@ func (m *Manager) recover(ctx context.Context) {
 	for _, sb := range sandboxes {
 		log := m.log.With("pod_id", sb.ID)
 		if sb.State == StateCreating {
-			if sb.PIDHolder == nil {
+			if sb.PIDHolder == nil || sb.Monitor == nil {
 				if !procsRead {
 					procs, procsRead = m.findPodProcesses(), true
 				}
-				adoptUnrecordedHolder(sb, procs)
+				adoptUnrecorded(sb, procs)
 			}
 			if err := m.teardown(ctx, sb); err != nil {
 				log.ErrorContext(ctx, "could not roll back an interrupted RunPodSandbox; retrying at the next start", "error", err)
@@ -74,15 +75,20 @@ func (m *Manager) removeTempRecords(ctx context.Context, dir string) {
 	}
 }
 
-// adoptUnrecordedHolder gives a sandbox whose creation a crash cut off the
-// PID namespace holder it had started but not yet recorded, found by its
-// --dir, so that the rollback ends it: the holder is in the pod cgroup,
-// which cannot be removed while it lives.
-func adoptUnrecordedHolder(sb *Sandbox, procs []podProcess) {
+// adoptUnrecorded gives a sandbox whose creation a crash cut off the PID
+// namespace holder and the monitor it had started but not yet recorded,
+// found by their --dir, so that the rollback ends them: they are in the
+// pod cgroup, which cannot be removed while they live.
+func adoptUnrecorded(sb *Sandbox, procs []podProcess) {
 	for _, p := range procs {
-		if p.holder && p.podID == sb.ID {
+		if p.podID != sb.ID {
+			continue
+		}
+		switch {
+		case p.holder && sb.PIDHolder == nil:
 			sb.PIDHolder = &Holder{PID: p.pid, StartTime: p.startTime, Pin: filepath.Join(p.dir, "pid")}
-			return
+		case !p.holder && sb.Monitor == nil:
+			sb.Monitor = &Monitor{PID: p.pid, StartTime: p.startTime, Socket: filepath.Join(p.dir, monitorapi.SocketName)}
 		}
 	}
 }

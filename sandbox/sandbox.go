@@ -94,7 +94,8 @@ type Sandbox struct {
 	Cgroup CgroupState `json:"cgroup"`
 	// PIDHolder holds the pod's PID namespace (pid: POD); nil otherwise.
 	PIDHolder *Holder `json:"pid_holder,omitempty"`
-	// Monitor is the pod's monitor process, from its first container on.
+	// Monitor is the pod's monitor process, started with the pod (by the
+	// first CreateContainer for a pod recorded before that was so).
 	Monitor *Monitor `json:"monitor,omitempty"`
 }
 

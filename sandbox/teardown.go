@@ -25,6 +25,11 @@ func (m *Manager) stopNetwork(ctx context.Context, sb *Sandbox) error {
 // teardown releases every resource of sb, in reverse order of creation.
 // Each step tolerates what is already gone, so it can be repeated.
 func (m *Manager) teardown(ctx context.Context, sb *Sandbox) error {
+	// The monitor first: it is in the pod cgroup. (Remove has stopped it
+	// already; a rollback of RunPodSandbox has not.)
+	if err := m.stopMonitor(ctx, sb); err != nil {
+		return fmt.Errorf("tear down pod sandbox %s: %w", sb.ID, err)
+	}
 	var errs []error
 	errs = append(errs, m.stopNetwork(ctx, sb))
 	errs = append(errs, stopHolder(ctx, sb.PIDHolder))

@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-runtime/berth/internal/nsthread"
 	"github.com/berth-runtime/berth/internal/podholder"
+	"github.com/berth-runtime/berth/internal/reaper"
 	"github.com/berth-runtime/berth/sandbox/ocispec"
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -169,10 +170,10 @@ func startHolderCmd(ctx context.Context, cmd *exec.Cmd, cg *PodCgroup) (*Holder,
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start the pod's namespace holder: %w", err)
 	}
+	h := &Holder{PID: cmd.Process.Pid}
 	// Reap it if it exits while this daemon is its parent; after a daemon
 	// restart, init is.
-	go func() { _ = cmd.Wait() }()
-	h := &Holder{PID: cmd.Process.Pid}
+	reaper.Reap(cmd.Process)
 	start, err := processStartTime(h.PID)
 	if err == nil && cg != nil {
 		err = cg.AddProcess(h.PID)

@@ -83,11 +83,12 @@ format = "json"
 func TestFlagsOverrideFile(t *testing.T) {
 	path := writeFile(t, "root = \"/srv/berth\"\n[cni]\nconf_dir = \"/srv/net.d\"\n")
 	cfg, err := resolve(t, "--config", path, "--root", "/a", "--cni-bin-dir", "/b1", "--cni-bin-dir", "/b2",
-		"--listen", "unix:///tmp/x.sock", "--log-level", "debug")
+		"--listen", "unix:///tmp/x.sock", "--log-level", "debug", "--metrics-address", "127.0.0.1:9323")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Root != "/a" || cfg.CNI.ConfDir != "/srv/net.d" || cfg.Listen != "unix:///tmp/x.sock" || cfg.Log.Level != "debug" {
+	if cfg.Root != "/a" || cfg.CNI.ConfDir != "/srv/net.d" || cfg.Listen != "unix:///tmp/x.sock" || cfg.Log.Level != "debug" ||
+		cfg.Metrics.Address != "127.0.0.1:9323" {
 		t.Fatalf("flags not applied over file: %+v", cfg)
 	}
 	if got := strings.Join(cfg.CNI.BinDirs, ","); got != "/b1,/b2" {

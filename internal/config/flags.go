@@ -43,6 +43,8 @@ func RegisterFlags(fs *flag.FlagSet) *Flags {
 	str("streaming-address", "streaming.address", "exec/attach/port-forward server address (default "+DefaultStreamingAddress+")",
 		func(c *Config) *string { return &c.Streaming.Address })
 	str("cgroup-driver", "cgroup_driver", "cgroupfs or systemd (default cgroupfs)", func(c *Config) *string { return &c.CgroupDriver })
+	str("metrics-address", "metrics.address", "Prometheus metrics address, host:port (default: off; see docs/config.md for non-loopback)",
+		func(c *Config) *string { return &c.Metrics.Address })
 	str("log-level", "log.level", "debug, info, warn or error (default info)", func(c *Config) *string { return &c.Log.Level })
 	str("log-format", "log.format", "text or json (default text)", func(c *Config) *string { return &c.Log.Format })
 
