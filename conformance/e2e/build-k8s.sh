@@ -1,7 +1,7 @@
 #!/bin/sh
 # build-k8s.sh builds the Kubernetes binaries the end-to-end tests run
-# (kubelet, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)
-# into bin/k8s/<version>/ of the checkout, from the module proxy.
+# (kubelet, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+# kubeadm) into bin/k8s/<version>/ of the checkout, from the module proxy.
 #
 # The version lives in ONE place: conformance/e2e/k8s/K8S_VERSION. The tool
 # module's go.mod (conformance/e2e/k8s/go.mod) is generated from it: it
@@ -29,6 +29,7 @@ esac
 staging="v0.${version#v1.}" # k8s.io/kubernetes v1.37.2 ships k8s.io/api v0.37.2 etc.
 out="$top/bin/k8s/$version"
 GO=${GO:-go}
+commands="kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl kubeadm"
 # Never let go fetch another toolchain: if upstream's go line needs a newer Go
 # than the installed one, fail and say so.
 export GOTOOLCHAIN=local GOWORK=off GOFLAGS=-mod=mod
@@ -50,7 +51,7 @@ gen_gomod() {
 		echo "require k8s.io/kubernetes $version"
 		echo
 		echo "tool ("
-		for c in kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+		for c in $commands; do
 			printf '\tk8s.io/kubernetes/cmd/%s\n' "$c"
 		done
 		echo ")"
@@ -71,10 +72,13 @@ gen_gomod() {
 
 # go.mod matches K8S_VERSION when it requires k8s.io/kubernetes at that version
 # (go mod tidy moves the line into the require block) and pins the staging
-# modules to the matching v0.X.Y.
+# modules to the matching v0.X.Y, and lists every command above as a tool.
 uptodate() {
 	grep -Eq "^[[:space:]]*(require )?k8s.io/kubernetes $version( |\$)" "$mod/go.mod" 2>/dev/null &&
-		grep -q "k8s.io/api => k8s.io/api $staging\$" "$mod/go.mod" && [ -f "$mod/go.sum" ]
+		grep -q "k8s.io/api => k8s.io/api $staging\$" "$mod/go.mod" && [ -f "$mod/go.sum" ] || return 1
+	for c in $commands; do
+		grep -q "^[[:space:]]*k8s.io/kubernetes/cmd/$c\$" "$mod/go.mod" || return 1
+	done
 }
 if [ "${1:-}" = "--regen" ] || ! uptodate; then
 	gen_gomod
@@ -90,7 +94,7 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
 	ldflags="$ldflags -X $pkg.gitVersion=$version -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor"
 	ldflags="$ldflags -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
-for c in kubelet kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for c in $commands; do
 	if [ -x "$out/$c" ]; then
 		continue
 	fi

@@ -23,7 +23,7 @@ import (
 
 // k8sBinaries are the programs BERTH_K8S_BIN must hold.
 func k8sBinaries() []string {
-	return []string{"kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl"}
+	return []string{"kubelet", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubeadm"}
 }
 
 // Cluster is a one-node Kubernetes cluster whose node runs berth.
