@@ -83,6 +83,7 @@ imageRepository: %s
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("kubeadm config images pull:\n%s", out)
 	for _, ref := range images {
 		st, err := c.Berth.Images.ImageStatus(ctx, &runtimeapi.ImageStatusRequest{Image: &runtimeapi.ImageSpec{Image: ref}})
 		if err != nil || st.Image == nil {
@@ -94,6 +95,7 @@ imageRepository: %s
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("kubeadm init phase preflight:\n%s", out)
 	// Ignored errors are printed as warnings: "[WARNING <Check>]: ...".
 	runtimeChecks := regexp.MustCompile(`\[WARNING (CRI|ContainerRuntimeVersion|ImagePull)\][^\n]*`)
 	if bad := runtimeChecks.FindAllString(out, -1); len(bad) > 0 {
