@@ -2,7 +2,8 @@
 // kube-controller-manager, kube-scheduler and a kubelet whose container
 // runtime is a berth daemon of the tests' own, all on 127.0.0.1 of this
 // machine, with a throwaway PKI. Scenarios drive the cluster through its API
-// (client-go, kubectl) and check what berth did through its CRI socket.
+// (client-go, kubectl; kubeadm for what it asks of a runtime) and check what
+// berth did through its CRI socket.
 //
 // The tests need root, Debian's etcd-server, the CNI plugins (make
 // cni-plugins) and the Kubernetes binaries built by build-k8s.sh; `make e2e`
@@ -11,7 +12,7 @@
 //
 //	BERTH_E2E=1              run at all
 //	BERTH_K8S_BIN=DIR        kubelet, kube-apiserver, kube-controller-manager,
-//	                         kube-scheduler and kubectl (bin/k8s/<version>)
+//	                         kube-scheduler, kubectl and kubeadm (bin/k8s/<version>)
 //	BERTH_CNI_PLUGINS=DIR    CNI plugins (bin/cni)
 //	BERTH_BINARY=FILE        the berth under test (default: built from the checkout)
 //	BERTH_E2E_KEEP_LOGS=1    keep the components' logs after a passing run too
