@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sync"
 	"time"
 
@@ -68,10 +69,14 @@ func (m *Manager) ExecContainer(ctx context.Context, id string, opts ExecOptions
 	if sb == nil {
 		return -1, fmt.Errorf("%w: container %s has no pod sandbox", errdefs.ErrFailedPrecondition, cid)
 	}
-	x, err := startExec(containerops.ExecConfig{
+	cfg := containerops.ExecConfig{
 		Root: filepath.Join(sb.Dir, "runc"), ID: cid, Bundle: bundle,
 		Args: opts.Cmd, TTY: opts.TTY, Width: 80, Height: 24,
-	}, opts)
+	}
+	x, err := startExec(cfg, opts)
+	if err != nil && nsJoinFailed(err) {
+		x, err = m.retryExecStart(ctx, e, pid, cfg, opts, err)
+	}
 	if err != nil {
 		if containerEnded(e, pid) {
 			// libcontainer failed to join namespaces that went away with
@@ -317,6 +322,47 @@ type writeError struct{ err error }
 
 func (e *writeError) Error() string { return e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
+
+// execRetryWindow bounds how long an exec that could not join the
+// container's namespaces waits for them to come back.
+const execRetryWindow = time.Second
+
+// nsJoinFailedRE matches libcontainer's report that the exec's init could
+// not open one of the container init's namespaces.
+var nsJoinFailedRE = regexp.MustCompile(`failed to open /proc/\d+/ns/\w+: No such file or directory`)
+
+// nsJoinFailed says whether an exec failed to start because the
+// container's init had no namespaces to join: it has exited, or it is for
+// a moment between two thread group leaders — while a thread other than
+// its main one calls execve, the kernel retires the main thread, and
+// /proc/<pid>/ns/* do not resolve until the exec'ing thread holds the PID.
+func nsJoinFailed(err error) bool { return nsJoinFailedRE.MatchString(err.Error()) }
+
+// retryExecStart starts the exec again once the init's namespaces resolve,
+// within execRetryWindow; it gives up, with the last error, when the
+// container is gone or the window passes (the caller then tells an exited
+// container from other failures).
+func (m *Manager) retryExecStart(ctx context.Context, e *containerEntry, pid int, cfg containerops.ExecConfig, opts ExecOptions, err error) (*runningExec, error) {
+	deadline := time.Now().Add(execRetryWindow)
+	for nsJoinFailed(err) && time.Now().Before(deadline) {
+		select {
+		case <-e.exited:
+			return nil, err
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(10 * time.Millisecond):
+		}
+		if _, serr := os.Stat(fmt.Sprintf("/proc/%d/ns/ipc", pid)); serr != nil {
+			continue
+		}
+		m.log.DebugContext(ctx, "exec could not join the container's namespaces; retrying", "container_id", e.rec.ID, "pid", pid, "error", err)
+		var x *runningExec
+		if x, err = startExec(cfg, opts); err == nil {
+			return x, nil
+		}
+	}
+	return nil, err
+}
 
 // containerEnded says whether the container whose init had pid has exited
 // (or is exiting: a zombie), whether or not its monitor reported it yet.

@@ -31,6 +31,7 @@ package libctinit
 
 import (
 	"os"
+	"runtime"
 
 	"github.com/opencontainers/runc/libcontainer"
 
@@ -39,6 +40,24 @@ import (
 	// C constructor (nsexec) that runs before the Go runtime in "init" mode.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 )
+
+// init keeps a container init on the main thread. libcontainer.Init locks
+// the goroutine to whatever thread it runs on and ends in execve of the
+// container's process; called from main, that may be a thread other than
+// the thread group leader, and an execve from such a thread makes the kernel
+// retire the leader and hand its PID to the exec'ing thread. Until that
+// finishes, /proc/<pid>/ns/* of the container's init does not resolve, and
+// an exec joining the container then (an exec probe right after
+// StartContainer) fails with "failed to open /proc/<pid>/ns/ipc: No such
+// file or directory". A lock taken during package initialisation makes main
+// run on the main thread (runtime.LockOSThread), as runc's own init() does.
+func init() {
+	if isInit() {
+		runtime.LockOSThread()
+	}
+}
+
+func isInit() bool { return len(os.Args) > 1 && os.Args[1] == "init" }
 
 // RunIfInit turns the process into a libcontainer container init if it was
 // started as "<self> init" by libcontainer; in that case it never returns
@@ -49,7 +68,7 @@ import (
 // flags or doing any other work: this mirrors runc's own init.go, which calls
 // libcontainer.Init from an init() function.
 func RunIfInit() {
-	if len(os.Args) > 1 && os.Args[1] == "init" {
+	if isInit() {
 		// libcontainer.Init() has no arguments and no return value: it locks
 		// the OS thread, sets GOMAXPROCS(1) and calls os.Exit(255) itself if
 		// initialization fails.

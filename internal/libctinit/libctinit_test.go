@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -25,11 +27,67 @@ import (
 // containers are placed.
 const cgroupParent = "/berth-test"
 
+// threadCheckEnv makes "<test binary> init" report whether its main
+// goroutine stays on the main thread instead of becoming a container init.
+const threadCheckEnv = "LIBCTINIT_TEST_THREAD_CHECK"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(threadCheckEnv) == "1" {
+		os.Exit(reportMainThread())
+	}
 	// libcontainer re-executes this very test binary as "<exe> init" to set up
 	// each container; that child must not run the tests.
 	libctinit.RunIfInit()
 	os.Exit(m.Run())
+}
+
+// reportMainThread gives the scheduler every chance to move the main
+// goroutine to another thread (blocking system calls, whose P the other,
+// busy goroutines take meanwhile) and exits 0 if it never left the main
+// thread.
+func reportMainThread() int {
+	stop := make(chan struct{})
+	for range 4 {
+		go func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+					runtime.Gosched()
+				}
+			}
+		}()
+	}
+	defer close(stop)
+	for i := range 300 {
+		ts := unix.Timespec{Nsec: 200_000}
+		_ = unix.Nanosleep(&ts, nil) // a blocking syscall, unlike time.Sleep
+		if tid := unix.Gettid(); tid != unix.Getpid() {
+			fmt.Printf("main goroutine on thread %d, not the main thread %d, after %d sleeps\n", tid, unix.Getpid(), i)
+			return 1
+		}
+	}
+	return 0
+}
+
+// A container init's main goroutine must stay on the main thread, so that
+// its final execve comes from the thread group leader (see libctinit's
+// init): otherwise /proc/<pid>/ns/* of a just-started container vanishes
+// for a moment and an exec into it fails.
+func TestInitModeRunsMainOnMainThread(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		cmd := exec.Command(self, "init")
+		cmd.Env = append(os.Environ(), threadCheckEnv+"=1", "GOMAXPROCS=2")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
 }
 
 func TestRunIfInitReturnsWhenNotInit(t *testing.T) {
