@@ -14,7 +14,7 @@ APT_PACKAGES := gcc make git pkg-config libseccomp-dev busybox-static iptables i
 
 export CGO_ENABLED := 1
 
-.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean e2e bench-compare
+.PHONY: all build cni-plugins install deps run test chaos fmt-check vet unit bench fuzz clean e2e bench-compare critest
 
 all: build cni-plugins
 
@@ -121,6 +121,20 @@ e2e: build cni-plugins
 	BERTH_E2E=1 BERTH_K8S_BIN=$(CURDIR)/bin/k8s/$(K8S_VERSION) BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni \
 		BERTH_BINARY=$(CURDIR)/bin/berth \
 		$(GO) test -tags '$(TAGS)' -timeout $(E2E_TIMEOUT) -count=1 -v ./conformance/e2e/
+
+## critest: cri-tools' CRI validation suite (critest, and crictl beside it, built from
+## conformance/critest/tools) against a berth of its own, as root. The images it pulls are
+## stand-ins served from an in-process registry (conformance/critest). CRITEST_FOCUS and
+## CRITEST_SKIP add ginkgo focus/skip regexps; the full output is in $TMPDIR/berth-critest.log.
+CRITEST_FOCUS ?=
+CRITEST_SKIP  ?=
+critest: build cni-plugins
+	@if [ "$$(id -u)" != 0 ]; then echo "make critest runs containers: run it as root"; exit 1; fi
+	cd conformance/critest/tools && GOWORK=off GOTOOLCHAIN=local $(GO) test -c -o $(CURDIR)/bin/critest sigs.k8s.io/cri-tools/cmd/critest
+	cd conformance/critest/tools && GOWORK=off GOTOOLCHAIN=local $(GO) build -o $(CURDIR)/bin/crictl sigs.k8s.io/cri-tools/cmd/crictl
+	BERTH_CRITEST=1 BERTH_CRITEST_BIN=$(CURDIR)/bin/critest BERTH_CNI_PLUGINS=$(CURDIR)/bin/cni \
+		BERTH_BINARY=$(CURDIR)/bin/berth BERTH_CRITEST_FOCUS='$(CRITEST_FOCUS)' BERTH_CRITEST_SKIP='$(CRITEST_SKIP)' \
+		$(GO) test -tags '$(TAGS)' -timeout 40m -count=1 -v -run TestCritest ./conformance/critest/
 
 ## bench-compare: berth and a private containerd (Debian's, with runc) side by side, as root: the
 ## same CRI benchmark (cmd/berth-bench) against both, interleaved, and a table of berth/containerd

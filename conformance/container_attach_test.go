@@ -83,6 +83,31 @@ func TestAttachStdinOnce(t *testing.T) {
 	}
 }
 
+// A container without a log path (crictl run without --log-path does
+// that) still gets its output to an attacher; only the log is skipped.
+// critest's attach spec found it discarded.
+func TestAttachWithoutLogPath(t *testing.T) {
+	e := newCtrEnv(t)
+	podID, podCfg := e.pod(t, "attach-nolog")
+	cfg := e.ctrConfig("unlogged", "sh", "-c", `read line; echo "got:$line"; echo "err:$line" >&2`)
+	cfg.Stdin, cfg.StdinOnce, cfg.LogPath = true, true, ""
+	id := e.run(t, podID, podCfg, cfg)
+	out, errOut := newSyncBuffer(), newSyncBuffer()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	done := e.attachStream(ctx, t, executors["spdy"], &runtimeapi.AttachRequest{ContainerId: id, Stdin: true, Stdout: true, Stderr: true},
+		remotecommand.StreamOptions{Stdin: strings.NewReader("hello\n"), Stdout: out, Stderr: errOut})
+	if err := <-done; err != nil {
+		t.Fatalf("attach: %v", err)
+	}
+	if got, gotErr := out.String(), errOut.String(); got != "got:hello\n" || gotErr != "err:hello\n" {
+		t.Fatalf("attach stdout %q, stderr %q", got, gotErr)
+	}
+	if st := e.waitState(t, id, runtimeapi.ContainerState_CONTAINER_EXITED, 30*time.Second); st.ExitCode != 0 || st.LogPath != "" {
+		t.Fatalf("exit code %d, log path %q", st.ExitCode, st.LogPath)
+	}
+}
+
 // kubectl attach -it to a container with a terminal: resize, type, exit.
 func TestAttachTTY(t *testing.T) {
 	e := newCtrEnv(t)

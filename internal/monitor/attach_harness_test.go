@@ -43,7 +43,7 @@ func newFakePod(t *testing.T, stdinOnce bool) *fakePod {
 		t.Fatal(err)
 	}
 	m.ln = ln
-	cio, child, err := setupIO(true, false, true)
+	cio, child, err := setupIO(true, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,9 @@ func (m *monitor) build(c *container, r *monitorapi.CreateRequest) (err error) {
 	}
 	undo = append(undo, c.log.close)
 	var child []*os.File
-	c.io, child, err = setupIO(r.Stdin, r.TTY, r.LogPath != "")
+	// Output is piped even without a log path (the log then discards it):
+	// an attacher still reads it, as with containerd or CRI-O.
+	c.io, child, err = setupIO(r.Stdin, r.TTY)
 	if err != nil {
 		return fmt.Errorf("container %s: %w", c.id, err)
 	}

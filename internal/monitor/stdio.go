@@ -60,10 +60,9 @@ type copier struct {
 // setupIO prepares a container's stdio. It returns the container's ends,
 // to be handed to the create helper as its descriptors 3, 4, 5 (stdin,
 // stdout, stderr) or, for a terminal, 3 (libcontainer's console socket).
-// With no log path and no terminal the output goes to /dev/null directly:
-// nothing to copy, no pipe to hold. The caller closes the container's ends
-// once the helper has them.
-func setupIO(stdin, tty, logged bool) (_ *containerIO, child []*os.File, err error) {
+// Output is always piped, log path or not: an attacher may want it. The
+// caller closes the container's ends once the helper has them.
+func setupIO(stdin, tty bool) (_ *containerIO, child []*os.File, err error) {
 	cio := &containerIO{tty: tty, copied: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -95,26 +94,18 @@ func setupIO(stdin, tty, logged bool) (_ *containerIO, child []*os.File, err err
 		}
 		cio.stdin, child[0] = w, r
 	}
-	if logged {
-		r, w, err := os.Pipe()
-		if err != nil {
-			return nil, child, fmt.Errorf("stdout pipe: %w", err)
-		}
-		cio.out, child[1] = r, w
-		if r, w, err = os.Pipe(); err != nil {
-			return nil, child, fmt.Errorf("stderr pipe: %w", err)
-		}
-		cio.errOut, child[2] = r, w
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, child, fmt.Errorf("stdout pipe: %w", err)
 	}
-	if !stdin || !logged {
-		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err != nil {
+	cio.out, child[1] = r, w
+	if r, w, err = os.Pipe(); err != nil {
+		return nil, child, fmt.Errorf("stderr pipe: %w", err)
+	}
+	cio.errOut, child[2] = r, w
+	if !stdin {
+		if child[0], err = os.OpenFile(os.DevNull, os.O_RDONLY, 0); err != nil {
 			return nil, child, err
-		}
-		for i := range child {
-			if child[i] == nil {
-				child[i] = null
-			}
 		}
 	}
 	return cio, child, nil
