@@ -124,6 +124,12 @@ sleep 1000 & exec sleep 1000`
 	if n := len(pidsOf(cg)); n != 3 {
 		t.Fatalf("%d processes before the kill, want 3", n)
 	}
+	// A forked sleep holds the shell's TERM trap until it resets its
+	// signals (busybox runs the applet in the forked child): a SIGTERM in
+	// that window is caught, and the sleep lives on. Kill only once both
+	// sleeps take SIGTERM's default.
+	waitFor(t, 10*time.Second, func() bool { return catchingTERM(cg) == 1 },
+		func() string { return "only the init to catch SIGTERM" })
 	if err := p.client.Kill(ctx, "shared", 15, true); err != nil {
 		t.Fatal(err)
 	}
@@ -209,4 +215,25 @@ func TestHelperFailures(t *testing.T) {
 	if _, err := q.client.Hello(ctx); err != nil {
 		t.Fatalf("monitor after a broken helper: %v", err)
 	}
+}
+
+// catchingTERM counts the processes of cgroup cg (pids hierarchy) that
+// catch SIGTERM (SigCgt in /proc/<pid>/status).
+func catchingTERM(cg string) int {
+	n := 0
+	for _, pid := range pidsOf(cg) {
+		b, err := os.ReadFile("/proc/" + pid + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "SigCgt:"); ok {
+				mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				if err == nil && mask&(1<<(15-1)) != 0 {
+					n++
+				}
+			}
+		}
+	}
+	return n
 }
