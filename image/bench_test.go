@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -13,52 +12,6 @@ import (
 	"github.com/berth-runtime/berth/conformance/framework"
 	"github.com/berth-runtime/berth/image"
 )
-
-// Shape of the BenchmarkPull image: the busybox base layer plus
-// benchDataLayers layers of benchLayerBytes each (about 100 MB in all),
-// where data layer k (1-based) holds k*benchRandomStep bytes of random data
-// and splits the rest between repetitive text and mostly-zero blocks. Half
-// of the data is random, so the compressed image is a bit over 50 MB.
-const (
-	benchDataLayers = 4
-	benchLayerBytes = 25_000_000
-	benchRandomStep = 5_000_000
-)
-
-// benchFiles returns the files of the BenchmarkPull image, three per data
-// layer (BuildImage spreads the files, sorted by path, evenly over the
-// layers above the base). They are the same in every run: the random data
-// comes from a fixed ChaCha8 seed.
-func benchFiles() []framework.File {
-	rng := rand.NewChaCha8([32]byte([]byte("berth BenchmarkPull image seed 1")))
-	var files []framework.File
-	for k := 1; k <= benchDataLayers; k++ {
-		random := make([]byte, k*benchRandomStep)
-		rng.Read(random)
-		rest := benchLayerBytes - len(random)
-
-		// Repetitive text: gzip gets it down to a fraction.
-		text := make([]byte, 0, rest/2+128)
-		for i := 0; len(text) < rest/2; i++ {
-			text = fmt.Appendf(text, "%08d berth pull benchmark: the quick brown fox jumps over the lazy dog\n", i)
-		}
-		text = text[:rest/2]
-
-		// Zeros with eight random bytes at the start of every 4 KiB block.
-		sparse := make([]byte, rest-len(text))
-		for off := 0; off < len(sparse); off += 4096 {
-			rng.Read(sparse[off:min(off+8, len(sparse))])
-		}
-
-		dir := fmt.Sprintf("data/layer%d/", k)
-		files = append(files,
-			framework.File{Path: dir + "random.bin", Content: random},
-			framework.File{Path: dir + "sparse.bin", Content: sparse},
-			framework.File{Path: dir + "text.txt", Content: text, Mode: 0o600},
-		)
-	}
-	return files
-}
 
 // benchImage is a BenchmarkPull image pushed to the benchmark's registry.
 type benchImage struct {
@@ -77,15 +30,15 @@ func pushBenchImage(b *testing.B, reg *framework.Registry, repoTag, compression 
 	img := framework.MustBuildImage(b, framework.ImageSpec{
 		Cmd:         []string{"sh"},
 		Files:       files,
-		Layers:      benchDataLayers + 1,
+		Layers:      framework.PullImageDataLayers + 1,
 		Compression: compression,
 	})
 	layers, err := img.Layers()
 	if err != nil {
 		b.Fatal(err)
 	}
-	if len(layers) != benchDataLayers+1 {
-		b.Fatalf("built %d layers, want %d", len(layers), benchDataLayers+1)
+	if len(layers) != framework.PullImageDataLayers+1 {
+		b.Fatalf("built %d layers, want %d", len(layers), framework.PullImageDataLayers+1)
 	}
 	cfg, err := img.ConfigName()
 	if err != nil {
@@ -206,7 +159,7 @@ func benchColdPulls(b *testing.B, img benchImage) {
 func BenchmarkPull(b *testing.B) {
 	framework.RequireRoot(b) // overlay snapshots need root
 	reg := framework.StartRegistry(b, framework.RegistryOptions{})
-	files := benchFiles()
+	files := framework.PullImageFiles()
 	gz := pushBenchImage(b, reg, "bench/pull:gzip", "gzip", files)
 	zst := pushBenchImage(b, reg, "bench/pull:zstd", "zstd", files)
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -98,43 +97,6 @@ func (r *benchRegistry) writeHostsTOML(dir string) (string, error) {
 	return d, os.WriteFile(filepath.Join(d, "hosts.toml"), []byte(conf), 0o644)
 }
 
-// Shape of the pull image, the same as image.BenchmarkPull's: the busybox
-// base layer plus pullDataLayers layers of pullLayerBytes each (about 100 MB
-// in all), data layer k holding k*pullRandomStep random bytes and
-// repetitive text and mostly-zero blocks for the rest — so about half
-// compresses well, as in real images.
-const (
-	pullDataLayers = 4
-	pullLayerBytes = 25_000_000
-	pullRandomStep = 5_000_000
-)
-
-func pullImageFiles() []framework.File {
-	rng := rand.NewChaCha8([32]byte([]byte("berth BenchmarkPull image seed 1")))
-	var files []framework.File
-	for k := 1; k <= pullDataLayers; k++ {
-		random := make([]byte, k*pullRandomStep)
-		rng.Read(random)
-		rest := pullLayerBytes - len(random)
-		text := make([]byte, 0, rest/2+128)
-		for i := 0; len(text) < rest/2; i++ {
-			text = fmt.Appendf(text, "%08d berth pull benchmark: the quick brown fox jumps over the lazy dog\n", i)
-		}
-		text = text[:rest/2]
-		sparse := make([]byte, rest-len(text))
-		for off := 0; off < len(sparse); off += 4096 {
-			rng.Read(sparse[off:min(off+8, len(sparse))])
-		}
-		dir := fmt.Sprintf("data/layer%d/", k)
-		files = append(files,
-			framework.File{Path: dir + "random.bin", Content: random},
-			framework.File{Path: dir + "sparse.bin", Content: sparse},
-			framework.File{Path: dir + "text.txt", Content: text, Mode: 0o600},
-		)
-	}
-	return files
-}
-
 // pullImage describes the pushed pull image.
 type pullImage struct {
 	ref          string
@@ -176,7 +138,7 @@ func buildImages(ctx context.Context, r *benchRegistry, withPull bool) (*benchIm
 	if !withPull {
 		return &out, nil
 	}
-	img, err := framework.BuildImage(framework.ImageSpec{Cmd: []string{"sh"}, Files: pullImageFiles(), Layers: pullDataLayers + 1})
+	img, err := framework.BuildImage(framework.ImageSpec{Cmd: []string{"sh"}, Files: framework.PullImageFiles(), Layers: framework.PullImageDataLayers + 1})
 	if err != nil {
 		return nil, err
 	}
